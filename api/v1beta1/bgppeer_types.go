@@ -1,0 +1,136 @@
+package v1beta1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// BGPPeerSpec describes one BGP session that the selected nodes open to a
+// router.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.password) && has(self.passwordSecret))",message="password and passwordSecret are mutually exclusive: set one"
+// +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || duration(self.holdTime) == duration('0s') || duration(self.holdTime) >= duration('3s')",message="holdTime must be 0 (no keepalives) or at least 3s"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) <= duration(self.holdTime)",message="keepaliveTime must not be greater than holdTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || ip(self.sourceAddress).family() == ip(self.peerAddress).family()",message="sourceAddress must be of the same IP family as peerAddress"
+// +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !self.ebgpMultiHop || self.myASN != self.peerASN",message="ebgpMultiHop applies to eBGP sessions only (myASN equals peerASN)"
+type BGPPeerSpec struct {
+	// MyASN is the nodes' autonomous system number.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	MyASN int64 `json:"myASN"`
+
+	// PeerASN is the router's autonomous system number.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	PeerASN int64 `json:"peerASN"`
+
+	// PeerAddress is the router's IP address.
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="peerAddress must be an IPv4 or IPv6 address"
+	PeerAddress string `json:"peerAddress"`
+
+	// PeerPort is the router's TCP port. Default 179.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:default=179
+	// +optional
+	PeerPort *int32 `json:"peerPort,omitempty"`
+
+	// SourceAddress is the local address the session is opened from.
+	// Default: the node's address toward the peer.
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="sourceAddress must be an IPv4 or IPv6 address"
+	// +optional
+	SourceAddress string `json:"sourceAddress,omitempty"`
+
+	// HoldTime is the BGP hold time: 0, or at least 3s. Default 90s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
+
+	// KeepaliveTime is the BGP keepalive interval; at most HoldTime.
+	// Default: a third of HoldTime.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +optional
+	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
+
+	// ConnectTime is how long to wait between connection attempts.
+	// Default 120s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('65535s')",message="connectTime must be within 1s..65535s"
+	// +optional
+	ConnectTime *metav1.Duration `json:"connectTime,omitempty"`
+
+	// RouterID is the BGP router ID. Default: the node's IPv4 address.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="routerID must be an IPv4 address"
+	// +optional
+	RouterID string `json:"routerID,omitempty"`
+
+	// NodeSelectors limit the nodes that open this session. Empty: all.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
+
+	// Password is the TCP-MD5 password, in clear text. Prefer
+	// PasswordSecret.
+	// +kubebuilder:validation:MaxLength=80
+	// +optional
+	Password string `json:"password,omitempty"`
+
+	// PasswordSecret names a Secret of type kubernetes.io/basic-auth in
+	// Herald's namespace whose "password" key holds the TCP-MD5 password.
+	// +optional
+	PasswordSecret *SecretRef `json:"passwordSecret,omitempty"`
+
+	// BFDProfile names the BFDProfile to run BFD with on this session.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	BFDProfile string `json:"bfdProfile,omitempty"`
+
+	// EBGPMultiHop allows an eBGP peer that is more than one hop away.
+	// +optional
+	EBGPMultiHop bool `json:"ebgpMultiHop,omitempty"`
+
+	// EnableGracefulRestart announces the graceful-restart capability, so
+	// the router keeps the routes while a speaker restarts.
+	// +optional
+	EnableGracefulRestart bool `json:"enableGracefulRestart,omitempty"`
+}
+
+// SecretRef names a Secret in Herald's own namespace.
+type SecretRef struct {
+	// Name is the Secret's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// BGPPeer is a router that the speakers open a BGP session to.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=bgpp;peer,categories=herald
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.peerAddress`
+// +kubebuilder:printcolumn:name="My ASN",type=integer,JSONPath=`.spec.myASN`
+// +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
+// +kubebuilder:printcolumn:name="BFD",type=string,JSONPath=`.spec.bfdProfile`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BGPPeer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   BGPPeerSpec `json:"spec"`
+	Status Status      `json:"status,omitempty"`
+}
+
+// BGPPeerList is a list of BGPPeers.
+//
+// +kubebuilder:object:root=true
+type BGPPeerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BGPPeer `json:"items"`
+}
