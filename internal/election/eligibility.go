@@ -1,0 +1,128 @@
+package election
+
+import "slices"
+
+// Node is a candidate announcer, as the caller assembles it from the
+// memberlist view and the Kubernetes Node object.
+type Node struct {
+	// Name is the node name; it is the identity that is hashed.
+	Name string
+	// Labels are the node's labels, for the advertisements' node selectors.
+	Labels map[string]string
+	// Interfaces lists the network interfaces the node can announce from.
+	// Nil means unknown and is treated as having every interface, so that a
+	// cluster whose speakers do not publish their interfaces still elects
+	// consistently; an empty non-nil slice means none.
+	Interfaces []string
+	// Excluded is true when the node must not announce at all: it carries the
+	// label node.kubernetes.io/exclude-from-external-load-balancers, or its
+	// NetworkUnavailable condition is true.
+	Excluded bool
+}
+
+// HasInterface reports whether the node has the named interface.
+func (n *Node) HasInterface(name string) bool {
+	return n.Interfaces == nil || slices.Contains(n.Interfaces, name)
+}
+
+// NodeSet is a set of node names.
+type NodeSet map[string]struct{}
+
+// NewNodeSet returns a set holding names.
+func NewNodeSet(names ...string) NodeSet {
+	s := make(NodeSet, len(names))
+	for _, n := range names {
+		s[n] = struct{}{}
+	}
+	return s
+}
+
+// Has reports whether name is in the set.
+func (s NodeSet) Has(name string) bool {
+	_, ok := s[name]
+	return ok
+}
+
+// Advertisement is one layer 2 advertisement that applies to a service key,
+// already resolved by the caller (its pools and service selectors match).
+type Advertisement struct {
+	// Selects reports whether the advertisement's node selectors select the
+	// node. Nil selects every node.
+	Selects func(n *Node) bool
+	// Interfaces restricts the interfaces the IPs are announced from. Empty
+	// means any interface.
+	Interfaces []string
+}
+
+// admits reports whether the advertisement lets n announce.
+func (a *Advertisement) admits(n *Node) bool {
+	if a.Selects != nil && !a.Selects(n) {
+		return false
+	}
+	if len(a.Interfaces) == 0 {
+		return true
+	}
+	for _, i := range a.Interfaces {
+		if n.HasInterface(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// Service is the unit that is elected as a whole: all its IPs (both
+// families of a dual-stack Service) go to one node.
+type Service struct {
+	// Key identifies the unit, usually "namespace/name". Services that share
+	// an IP must be merged by the caller into one Service with one key, or
+	// two nodes would answer for that IP.
+	Key string
+	// Advertisements are the advertisements that apply. A node is eligible
+	// if any of them admits it; with none, no node is eligible.
+	Advertisements []Advertisement
+	// LocalTraffic is true under externalTrafficPolicy: Local.
+	LocalTraffic bool
+	// EndpointNodes holds the nodes that have a ready or serving endpoint of
+	// the Service. It is consulted only when LocalTraffic is true.
+	EndpointNodes NodeSet
+}
+
+// Eligible reports whether n may announce s, apart from being alive, which
+// is the caller's (or the [Table]'s) concern.
+func (s *Service) Eligible(n *Node) bool {
+	if n.Excluded {
+		return false
+	}
+	if s.LocalTraffic && !s.EndpointNodes.Has(n.Name) {
+		return false
+	}
+	for i := range s.Advertisements {
+		if s.Advertisements[i].admits(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// Interfaces returns the interfaces n announces s from: the union of the
+// interfaces of the advertisements that admit n, restricted to those n has.
+// all is true when some admitting advertisement allows any interface; then
+// names is nil.
+func (s *Service) Interfaces(n *Node) (names []string, all bool) {
+	for i := range s.Advertisements {
+		a := &s.Advertisements[i]
+		if !a.admits(n) {
+			continue
+		}
+		if len(a.Interfaces) == 0 {
+			return nil, true
+		}
+		for _, name := range a.Interfaces {
+			if n.HasInterface(name) && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names, false
+}
