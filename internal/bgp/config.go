@@ -1,0 +1,295 @@
+package bgp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Config is what a Speaker needs before its first session.
+type Config struct {
+	// RouterID is the BGP identifier of the server; it must be IPv4. GoBGP
+	// has one router ID per server, so every session of the speaker uses
+	// this one.
+	RouterID netip.Addr
+	// ASN is the server's global autonomous system number, and the local
+	// ASN of every Peer whose MyASN is zero.
+	ASN uint32
+	// ListenPort is the TCP port to accept BGP connections on. Zero (the
+	// default) means do not listen: the speaker only dials out, so it can
+	// coexist with another BGP daemon that owns port 179.
+	ListenPort uint16
+	// ListenAddresses are the addresses to listen on when ListenPort is
+	// set. Empty means every address.
+	ListenAddresses []netip.Addr
+	// OnSessionEvent, if set, is called for every session state change,
+	// in order, from a goroutine owned by the Speaker. It must not block
+	// for long: it delays the next events (never BGP itself).
+	OnSessionEvent func(SessionEvent)
+}
+
+func (c Config) validate() error {
+	if !c.RouterID.Is4() {
+		return fmt.Errorf("router ID %v: must be an IPv4 address", c.RouterID)
+	}
+	if c.ASN == 0 {
+		return errors.New("ASN: must not be zero")
+	}
+	return nil
+}
+
+// Peer is one BGP session the speaker opens to a router. The Speaker
+// identifies a peer by Name; two peers must not share an Address.
+type Peer struct {
+	// Name identifies the peer in status, events, logs and
+	// Advertisement.Peers (the BGPPeer object's name).
+	Name string
+	// MyASN is the local ASN of this session; zero means Config.ASN.
+	MyASN uint32
+	// PeerASN is the router's ASN. Equal to the local ASN makes the session
+	// iBGP.
+	PeerASN uint32
+	// Address is the router's address.
+	Address netip.Addr
+	// Port is the router's TCP port; zero means 179.
+	Port uint16
+	// SourceAddress is the local address to dial from; invalid (zero)
+	// lets the kernel choose.
+	SourceAddress netip.Addr
+	// HoldTime is the proposed hold time, in whole seconds; zero means
+	// GoBGP's default, 90s.
+	HoldTime time.Duration
+	// KeepaliveTime is the keepalive interval, in whole seconds; zero means
+	// a third of the hold time.
+	KeepaliveTime time.Duration
+	// ConnectTime is the interval between connection attempts, in whole
+	// seconds; zero means GoBGP's default, 120s.
+	ConnectTime time.Duration
+	// Password, if set, turns on TCP-MD5 (RFC 2385) with this key.
+	Password string
+	// EBGPMultiHopTTL, if non-zero, allows an eBGP peer that many hops away
+	// (BGPPeer.ebgpMultiHop maps to 255).
+	EBGPMultiHopTTL uint8
+	// GracefulRestart announces the graceful-restart capability (RFC 4724)
+	// for both families; Shutdown then closes the session without a
+	// NOTIFICATION so the router keeps the routes as stale.
+	GracefulRestart bool
+	// BFD, if set, runs a BFD session with the peer.
+	BFD *BFD
+	// NextHopIPv4 and NextHopIPv6, if set, are the next hops of this
+	// session's IPv4 and IPv6 paths that have no next hop of their own.
+	// Set the one of the other family than Address (the node's address of
+	// that family); by default it is derived from the session's local
+	// address, which does not work across families.
+	NextHopIPv4, NextHopIPv6 netip.Addr
+}
+
+// BFD configures a BFD session (RFC 5880) alongside a BGP session.
+type BFD struct {
+	// ReceiveInterval is the minimum interval between received control
+	// packets; zero means 1s (GoBGP's default). Microsecond resolution.
+	ReceiveInterval time.Duration
+	// TransmitInterval is the desired interval between sent control
+	// packets; zero means 1s.
+	TransmitInterval time.Duration
+	// DetectMultiplier is the number of missed packets that declares the
+	// session down; zero means 3.
+	DetectMultiplier uint8
+	// PassiveMode would wait for the peer to send first. GoBGP v4's BFD
+	// always sends, so SetPeers rejects a peer with PassiveMode.
+	PassiveMode bool
+	// MinimumTTL is the lowest TTL accepted on received packets. GoBGP v4
+	// sends with TTL 255 but does not check received TTLs, so this value is
+	// accepted and not enforced.
+	MinimumTTL uint8
+	// Port is the peer's BFD UDP port; zero means 3784 (RFC 5881).
+	Port uint16
+}
+
+func (p *Peer) validate() error {
+	if p.Name == "" {
+		return errors.New("name: must not be empty")
+	}
+	if !p.Address.IsValid() {
+		return errors.New("address: must be set")
+	}
+	if p.PeerASN == 0 {
+		return errors.New("peerASN: must not be zero")
+	}
+	if p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Unmap().Is4() {
+		return fmt.Errorf("sourceAddress %v: not of the family of address %v", p.SourceAddress, p.Address)
+	}
+	if p.NextHopIPv4.IsValid() && !p.NextHopIPv4.Is4() {
+		return fmt.Errorf("nextHopIPv4 %v: not an IPv4 address", p.NextHopIPv4)
+	}
+	if p.NextHopIPv6.IsValid() && (!p.NextHopIPv6.Is6() || p.NextHopIPv6.Is4In6()) {
+		return fmt.Errorf("nextHopIPv6 %v: not an IPv6 address", p.NextHopIPv6)
+	}
+	if p.HoldTime != 0 && p.HoldTime < 3*time.Second {
+		return fmt.Errorf("holdTime %v: must be at least 3s", p.HoldTime)
+	}
+	if p.KeepaliveTime != 0 && p.HoldTime != 0 && p.KeepaliveTime > p.HoldTime {
+		return fmt.Errorf("keepaliveTime %v: must not exceed holdTime %v", p.KeepaliveTime, p.HoldTime)
+	}
+	if b := p.BFD; b != nil {
+		if b.PassiveMode {
+			return errors.New("bfd passiveMode: not supported by GoBGP's BFD")
+		}
+		if b.ReceiveInterval < 0 || b.TransmitInterval < 0 {
+			return errors.New("bfd intervals: must not be negative")
+		}
+	}
+	return nil
+}
+
+// equal reports whether two peer configurations are the same.
+func (p *Peer) equal(q *Peer) bool {
+	if (p.BFD == nil) != (q.BFD == nil) || (p.BFD != nil && *p.BFD != *q.BFD) {
+		return false
+	}
+	a, b := *p, *q
+	a.BFD, b.BFD = nil, nil
+	return a == b
+}
+
+// Advertisement is one prefix the speaker announces.
+type Advertisement struct {
+	// Prefix is announced after masking (netip.Prefix.Masked), so the
+	// caller may pass the service IP with the aggregation length as is:
+	// 203.0.113.7/24 announces 203.0.113.0/24.
+	Prefix netip.Prefix
+	// NextHop, if set, is the next hop sent for this prefix to every peer.
+	// Unset means the session's local address (or the Peer's NextHopIPv4 /
+	// NextHopIPv6).
+	NextHop netip.Addr
+	// Communities are standard communities (RFC 1997), each ASN<<16|value.
+	Communities []uint32
+	// LargeCommunities are large communities (RFC 8092).
+	LargeCommunities []LargeCommunity
+	// LocalPref is the LOCAL_PREF sent to iBGP peers; zero means not set
+	// (iBGP peers then get 100). It is never sent to eBGP peers.
+	LocalPref uint32
+	// Peers restricts the announcement to the peers of these names. Empty
+	// means every peer.
+	Peers []string
+}
+
+// LargeCommunity is a BGP large community (RFC 8092).
+type LargeCommunity struct {
+	// GlobalAdmin is the ASN of the community's owner.
+	GlobalAdmin uint32
+	// LocalData1 and LocalData2 are the owner's values.
+	LocalData1, LocalData2 uint32
+}
+
+// String returns the canonical "global:local1:local2" form.
+func (c LargeCommunity) String() string {
+	return fmt.Sprintf("%d:%d:%d", c.GlobalAdmin, c.LocalData1, c.LocalData2)
+}
+
+func compareLarge(a, b LargeCommunity) int {
+	switch {
+	case a.GlobalAdmin != b.GlobalAdmin:
+		return cmpU32(a.GlobalAdmin, b.GlobalAdmin)
+	case a.LocalData1 != b.LocalData1:
+		return cmpU32(a.LocalData1, b.LocalData1)
+	default:
+		return cmpU32(a.LocalData2, b.LocalData2)
+	}
+}
+
+func cmpU32(a, b uint32) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// route is the normalised, comparable form of the advertisements of one
+// prefix: what the speaker has put, or wants to put, into GoBGP's RIB.
+type route struct {
+	prefix    netip.Prefix
+	nextHop   netip.Addr
+	comms     []uint32         // sorted, unique
+	large     []LargeCommunity // sorted, unique
+	localPref uint32
+	peers     []string // sorted, unique; nil means every peer
+}
+
+func (r *route) equal(o *route) bool {
+	return r.prefix == o.prefix && r.nextHop == o.nextHop && r.localPref == o.localPref &&
+		slices.Equal(r.comms, o.comms) && slices.Equal(r.large, o.large) && slices.Equal(r.peers, o.peers)
+}
+
+// routesFrom normalises and merges advertisements by masked prefix. The
+// advertisements of one prefix merge into one path, as GoBGP holds one
+// local path per prefix: communities and large communities are united,
+// the highest local preference wins, and the peer sets are united (an
+// unrestricted advertisement makes the prefix unrestricted). Different
+// next hops for one prefix are an error.
+func routesFrom(ads []Advertisement) (map[netip.Prefix]*route, error) {
+	out := make(map[netip.Prefix]*route, len(ads))
+	var errs []error
+	for i := range ads {
+		a := &ads[i]
+		if !a.Prefix.IsValid() {
+			errs = append(errs, fmt.Errorf("advertisement %d: invalid prefix", i))
+			continue
+		}
+		addr := a.Prefix.Addr()
+		if addr.Zone() != "" {
+			errs = append(errs, fmt.Errorf("prefix %v: zoned address", a.Prefix))
+			continue
+		}
+		p := a.Prefix.Masked()
+		if addr.Is4In6() {
+			if a.Prefix.Bits() < 96 {
+				errs = append(errs, fmt.Errorf("prefix %v: IPv4-mapped prefix shorter than /96", a.Prefix))
+				continue
+			}
+			p = netip.PrefixFrom(addr.Unmap(), a.Prefix.Bits()-96).Masked()
+		}
+		nh := a.NextHop.Unmap()
+		if nh.IsValid() && nh.Is4() != p.Addr().Is4() && p.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("prefix %v: IPv6 next hop %v for an IPv4 prefix", p, a.NextHop))
+			continue
+		}
+		r, ok := out[p]
+		if !ok {
+			r = &route{prefix: p, nextHop: nh, localPref: a.LocalPref}
+			if len(a.Peers) == 0 {
+				r.peers = nil
+			} else {
+				r.peers = []string{}
+			}
+			out[p] = r
+		} else if r.nextHop != nh {
+			errs = append(errs, fmt.Errorf("prefix %v: conflicting next hops %v and %v", p, r.nextHop, nh))
+			continue
+		}
+		r.comms = append(r.comms, a.Communities...)
+		r.large = append(r.large, a.LargeCommunities...)
+		r.localPref = max(r.localPref, a.LocalPref)
+		if len(a.Peers) == 0 {
+			r.peers = nil
+		} else if r.peers != nil {
+			r.peers = append(r.peers, a.Peers...)
+		}
+	}
+	for _, r := range out {
+		slices.Sort(r.comms)
+		r.comms = slices.Compact(r.comms)
+		slices.SortFunc(r.large, compareLarge)
+		r.large = slices.Compact(r.large)
+		if r.peers != nil {
+			slices.Sort(r.peers)
+			r.peers = slices.Compact(r.peers)
+		}
+	}
+	return out, errors.Join(errs...)
+}
