@@ -217,4 +217,3 @@ func familyList(fs []config.Family) string {
 	}
 	return strings.Join(s, " and ")
 }
-
