@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"slices"
+	"time"
 
 	"go4.org/netipx"
 	"k8s.io/apimachinery/pkg/labels"
@@ -60,6 +61,10 @@ type Pool struct {
 	ServiceSelectors   []labels.Selector
 	// Labels are the pool's own labels, for ipAddressPoolSelectors.
 	Labels map[string]string
+
+	// widest holds the shortest prefix among the IPv4 and the IPv6 ranges,
+	// to check aggregation lengths against.
+	widest [2]netip.Prefix
 }
 
 // Ranges returns the pool's ranges of family f.
@@ -105,4 +110,118 @@ func (p *Pool) Selects(ns string, nsLabels, svcLabels map[string]string) bool {
 		return false
 	}
 	return true
+}
+
+// L2Advertisement is one validated L2Advertisement.
+type L2Advertisement struct {
+	Name string
+	// Pools are the names of the pools it announces, sorted.
+	Pools []string
+	// NodeSelectors limit the announcing nodes; empty selects all.
+	NodeSelectors []labels.Selector
+	// Interfaces limit the interfaces; empty means every suitable one.
+	Interfaces []string
+	// ServiceSelectors limit the Services; empty selects all.
+	ServiceSelectors []labels.Selector
+}
+
+// BGPAdvertisement is one validated BGPAdvertisement.
+type BGPAdvertisement struct {
+	Name string
+	// Pools are the names of the pools it advertises, sorted.
+	Pools []string
+	// AggregationLength and AggregationLengthV6 are the advertised prefix
+	// lengths per family.
+	AggregationLength, AggregationLengthV6 int
+	// LocalPref is sent to iBGP peers when HasLocalPref is true.
+	LocalPref    uint32
+	HasLocalPref bool
+	// Communities are resolved (aliases replaced by values), sorted and
+	// deduplicated.
+	Communities []Community
+	// Peers restricts the BGPPeers advertised to, by name; empty means all.
+	Peers []string
+	// NodeSelectors and ServiceSelectors limit nodes and Services; empty
+	// selects all.
+	NodeSelectors    []labels.Selector
+	ServiceSelectors []labels.Selector
+}
+
+// Peer is one validated BGPPeer with defaults applied.
+type Peer struct {
+	Name            string
+	MyASN, PeerASN  uint32
+	Address         netip.Addr
+	Port            uint16
+	SourceAddress   netip.Addr // invalid (zero) when unset
+	HoldTime        time.Duration
+	KeepaliveTime   time.Duration
+	ConnectTime     time.Duration
+	RouterID        netip.Addr // invalid (zero) when unset: the node's IPv4
+	NodeSelectors   []labels.Selector
+	Password        string // resolved from PasswordSecret when set
+	BFD             *BFDProfile
+	EBGPMultiHop    bool
+	GracefulRestart bool
+}
+
+// IBGP reports whether the session is internal (same ASN on both ends).
+func (p *Peer) IBGP() bool { return p.MyASN == p.PeerASN }
+
+// BFDProfile is one BFDProfile with defaults applied.
+type BFDProfile struct {
+	Name             string
+	ReceiveInterval  time.Duration
+	TransmitInterval time.Duration
+	DetectMultiplier uint8
+	PassiveMode      bool
+	MinimumTTL       uint8
+}
+
+// Config is one immutable, validated snapshot of Herald's configuration.
+// Every slice is sorted by name; nothing in it may be modified.
+type Config struct {
+	Pools             []*Pool
+	L2Advertisements  []*L2Advertisement
+	BGPAdvertisements []*BGPAdvertisement
+	Peers             []*Peer
+	BFDProfiles       []*BFDProfile
+	// Communities maps alias names to values.
+	Communities map[string]Community
+
+	poolByName map[string]*Pool
+	// index holds every pool range sorted by first address, for PoolOf.
+	index []poolRange
+}
+
+type poolRange struct {
+	r    netipx.IPRange
+	pool *Pool
+}
+
+// Pool returns the pool named name, or nil.
+func (c *Config) Pool(name string) *Pool {
+	if c == nil {
+		return nil
+	}
+	return c.poolByName[name]
+}
+
+// PoolOf returns the pool that holds addr, or nil, in O(log ranges).
+func (c *Config) PoolOf(addr netip.Addr) *Pool {
+	if c == nil {
+		return nil
+	}
+	addr = addr.Unmap()
+	// The first range that starts after addr; the one before may hold it.
+	i, _ := slices.BinarySearchFunc(c.index, addr, func(pr poolRange, a netip.Addr) int {
+		if a.Less(pr.r.From()) {
+			return 1
+		}
+		return -1
+	})
+	if i > 0 && c.index[i-1].r.Contains(addr) {
+		return c.index[i-1].pool
+	}
+	return nil
 }
