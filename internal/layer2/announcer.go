@@ -1,0 +1,288 @@
+package layer2
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// AnnouncerConfig configures an [Announcer].
+type AnnouncerConfig struct {
+	// Options apply to every responder. Their Stats, if nil, is the
+	// announcer's own (see [Announcer.Stats]).
+	Options Options
+	// PollInterval is how often the interfaces are listed again, to follow
+	// interfaces that come, go or change. Default 2s.
+	PollInterval time.Duration
+	// SysClassNet is where interface attributes are read. Default
+	// /sys/class/net.
+	SysClassNet string
+}
+
+// Announcer answers ARP and NDP for the IPs this node owns, on every usable
+// interface, and follows interfaces as they come and go. Create it with
+// [NewAnnouncer], run it with [Announcer.Run], and tell it the IPs this
+// node owns with [Announcer.Announce] and [Announcer.Withdraw]. All methods
+// are safe for concurrent use.
+type Announcer struct {
+	cfg   AnnouncerConfig
+	log   *slog.Logger
+	stats *Stats
+
+	mu    sync.Mutex
+	ips   map[netip.Addr][]string // owned IP -> interface allow-list (nil: any)
+	links map[string]*link        // interface name -> running responders
+}
+
+// link is the running responders of one interface.
+type link struct {
+	info   linkInfo
+	arp    *ARPResponder
+	ndp    *NDPResponder
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewAnnouncer returns an announcer; it does nothing until Run.
+func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 2 * time.Second
+	}
+	if cfg.SysClassNet == "" {
+		cfg.SysClassNet = "/sys/class/net"
+	}
+	if cfg.Options.Stats == nil {
+		cfg.Options.Stats = new(Stats)
+	}
+	cfg.Options = cfg.Options.withDefaults()
+	return &Announcer{
+		cfg:   cfg,
+		log:   cfg.Options.Logger,
+		stats: cfg.Options.Stats,
+		ips:   make(map[netip.Addr][]string),
+		links: make(map[string]*link),
+	}
+}
+
+// Stats returns the counters of every responder of the announcer.
+func (a *Announcer) Stats() *Stats { return a.stats }
+
+// Announce makes this node answer for ip, on the interfaces named in
+// interfaces or, if it is empty, on every usable interface, and sends
+// gratuitous ARP or unsolicited NA where it was not answering already.
+// Calling it again with another list moves the IP between interfaces.
+func (a *Announcer) Announce(ip netip.Addr, interfaces []string) {
+	ip = ip.Unmap().WithZone("")
+	if len(interfaces) == 0 {
+		interfaces = nil
+	} else {
+		interfaces = slices.Clone(interfaces)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ips[ip] = interfaces
+	for _, l := range a.links {
+		a.apply(l, ip, interfaces, true)
+	}
+}
+
+// Withdraw stops answering for ip on every interface.
+func (a *Announcer) Withdraw(ip netip.Addr) {
+	ip = ip.Unmap().WithZone("")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.ips, ip)
+	for _, l := range a.links {
+		a.apply(l, ip, nil, false)
+	}
+}
+
+// Interfaces returns the interfaces ip is answered on now, sorted: empty
+// if it is not announced, or no usable interface is allowed.
+func (a *Announcer) Interfaces(ip netip.Addr) []string {
+	ip = ip.Unmap().WithZone("")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var names []string
+	for name, l := range a.links {
+		if (l.arp != nil && l.arp.Owns(ip)) || (l.ndp != nil && l.ndp.Owns(ip)) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Announced returns the IPs this node answers for, sorted.
+func (a *Announcer) Announced() []netip.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ips := make([]netip.Addr, 0, len(a.ips))
+	for ip := range a.ips {
+		ips = append(ips, ip)
+	}
+	slices.SortFunc(ips, netip.Addr.Compare)
+	return ips
+}
+
+// Run follows the interfaces and runs their responders until ctx is done,
+// then stops them all: after Run returns, nothing is answered any more.
+func (a *Announcer) Run(ctx context.Context) error {
+	defer a.stopAll()
+	t := time.NewTicker(a.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		a.scan(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// scan starts responders on new interfaces, stops them on vanished ones and
+// restarts them on changed ones (and on ones whose responder failed).
+func (a *Announcer) scan(ctx context.Context) {
+	infos, err := usableLinks(a.cfg.SysClassNet)
+	if err != nil {
+		a.log.Warn("cannot list interfaces", slog.Any("error", err))
+		return
+	}
+	seen := make(map[string]bool, len(infos))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, info := range infos {
+		name := info.ifi.Name
+		seen[name] = true
+		if l, ok := a.links[name]; ok {
+			select {
+			case <-l.done:
+				a.log.Info("restarting responders", slog.String("interface", name))
+			default:
+				if l.info.same(info) {
+					continue
+				}
+				a.log.Info("interface changed", slog.String("interface", name))
+			}
+			a.stop(l)
+			delete(a.links, name)
+		}
+		if l := a.start(ctx, info); l != nil {
+			a.links[name] = l
+		}
+	}
+	for name, l := range a.links {
+		if !seen[name] {
+			a.log.Info("interface gone", slog.String("interface", name))
+			a.stop(l)
+			delete(a.links, name)
+		}
+	}
+}
+
+// start opens and runs the responders of one interface and hands them the
+// owned IPs that are allowed there. It returns nil if none could start.
+// a.mu is held.
+func (a *Announcer) start(ctx context.Context, info linkInfo) *link {
+	ifi := info.ifi
+	l := &link{info: info, done: make(chan struct{})}
+	opts := a.cfg.Options
+	if info.arp {
+		r, err := ListenARP(&ifi, opts)
+		if err != nil {
+			a.log.Warn("ARP responder not started", slog.String("interface", ifi.Name), slog.Any("error", err))
+		} else {
+			l.arp = r
+		}
+	}
+	if info.ndp {
+		r, err := ListenNDP(&ifi, opts)
+		if err != nil {
+			a.log.Warn("NDP responder not started", slog.String("interface", ifi.Name), slog.Any("error", err))
+		} else {
+			l.ndp = r
+		}
+	}
+	if l.arp == nil && l.ndp == nil {
+		return nil
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	l.cancel = cancel
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{arpRun(l.arp), ndpRun(l.ndp)} {
+		if run == nil {
+			continue
+		}
+		wg.Go(func() {
+			if err := run(lctx); err != nil {
+				a.log.Warn("responder stopped", slog.String("interface", ifi.Name), slog.Any("error", err))
+			}
+			// One failed responder restarts the link at the next scan.
+			cancel()
+		})
+	}
+	go func() {
+		wg.Wait()
+		close(l.done)
+	}()
+	for ip, allowed := range a.ips {
+		a.apply(l, ip, allowed, true)
+	}
+	a.log.Info("answering on interface", slog.String("interface", ifi.Name), slog.Bool("arp", l.arp != nil), slog.Bool("ndp", l.ndp != nil))
+	return l
+}
+
+func arpRun(r *ARPResponder) func(context.Context) error {
+	if r == nil {
+		return nil
+	}
+	return r.Run
+}
+
+func ndpRun(r *NDPResponder) func(context.Context) error {
+	if r == nil {
+		return nil
+	}
+	return r.Run
+}
+
+// apply adds ip to (or removes it from) l's responder of its family,
+// according to own and the allow-list. a.mu is held.
+func (a *Announcer) apply(l *link, ip netip.Addr, allowed []string, own bool) {
+	on := own && (allowed == nil || slices.Contains(allowed, l.info.ifi.Name))
+	switch {
+	case ip.Is4() && l.arp != nil:
+		if on {
+			l.arp.Add(ip)
+		} else {
+			l.arp.Remove(ip)
+		}
+	case ip.Is6() && l.ndp != nil:
+		if !on {
+			l.ndp.Remove(ip)
+			return
+		}
+		if _, err := l.ndp.Add(ip); err != nil {
+			a.log.Warn("cannot answer NDP", slog.String("ip", ip.String()), slog.Any("error", err))
+		}
+	}
+}
+
+// stop stops a link's responders and waits for them. a.mu is held.
+func (a *Announcer) stop(l *link) {
+	l.cancel()
+	<-l.done
+}
+
+func (a *Announcer) stopAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for name, l := range a.links {
+		a.stop(l)
+		delete(a.links, name)
+	}
+}

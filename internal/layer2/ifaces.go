@@ -1,0 +1,93 @@
+package layer2
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// iffNoARP is the kernel's IFF_NOARP flag, as in /sys/class/net/IF/flags.
+const iffNoARP = 0x80
+
+// linkInfo is what the announcer needs to know about an interface.
+type linkInfo struct {
+	ifi net.Interface
+	arp bool // has an IPv4 address: answer ARP
+	ndp bool // has an IPv6 link-local address: answer NDP
+}
+
+// same reports whether the responders of a still fit b.
+func (a linkInfo) same(b linkInfo) bool {
+	return a.ifi.Index == b.ifi.Index && a.ifi.HardwareAddr.String() == b.ifi.HardwareAddr.String() &&
+		a.arp == b.arp && a.ndp == b.ndp
+}
+
+// usableLinks lists the interfaces to announce on: up, with an Ethernet
+// MAC, not loopback, not NOARP (kube-ipvs0, most tunnels), and not enslaved
+// to a bridge or bond (the master answers for them). ARP is answered where
+// the interface has an IPv4 address and NDP where it has an IPv6 link-local
+// one, which keeps pod veths without addresses out.
+func usableLinks(sysClassNet string) ([]linkInfo, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	var links []linkInfo
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagLoopback != 0 || len(ifi.HardwareAddr) != 6 {
+			continue
+		}
+		skip, err := skippedBySysfs(sysClassNet, ifi.Name)
+		if err != nil || skip {
+			continue // vanished meanwhile, or excluded
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		l := linkInfo{ifi: ifi}
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			ip := p.Addr()
+			switch {
+			case ip.Is4():
+				l.arp = true
+			case ip.Is6() && ip.IsLinkLocalUnicast():
+				l.ndp = true
+			}
+		}
+		if l.arp || l.ndp {
+			links = append(links, l)
+		}
+	}
+	return links, nil
+}
+
+// skippedBySysfs reports whether the interface is a bridge or bond slave
+// (it has a master link) or has IFF_NOARP set.
+func skippedBySysfs(sysClassNet, name string) (bool, error) {
+	dir := filepath.Join(sysClassNet, name)
+	if _, err := os.Lstat(filepath.Join(dir, "master")); err == nil {
+		return true, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "flags"))
+	if err != nil {
+		return false, fmt.Errorf("interface %s: %w", name, err)
+	}
+	flags, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"), 16, 64)
+	if err != nil {
+		return false, fmt.Errorf("interface %s: parse flags %q: %w", name, b, err)
+	}
+	return flags&iffNoARP != 0, nil
+}
