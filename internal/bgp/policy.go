@@ -166,6 +166,15 @@ func (s *Speaker) deletePeerPolicy(ctx context.Context, id uint32, p *Peer) erro
 	if err != nil {
 		errs = append(errs, fmt.Errorf("policy %s: %w", policyPeers, err))
 	}
+	// GoBGP v4.8.0's DeletePolicy of some statements leaves them defined
+	// (it only garbage-collects the statements that remain), so delete them
+	// by name, or the peer's next AddPolicy finds them "already defined".
+	for _, st := range peerStatements(id, p) {
+		err := s.srv.DeleteStatement(ctx, &api.DeleteStatementRequest{Statement: &api.Statement{Name: st.Name}, All: true})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("statement %s: %w", st.Name, err))
+		}
+	}
 	for _, d := range []*api.DefinedSet{
 		{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: neighborSetName(id)},
 		{DefinedType: api.DefinedType_DEFINED_TYPE_LARGE_COMMUNITY, Name: allowSetName(id)},
