@@ -1,0 +1,230 @@
+package testbed
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sweep removes what earlier beds left behind: for every prefix whose owner
+// is gone (and that is not a detached CLI bed), it stops the processes its
+// state file recorded (checking PID and start time), deletes its namespaces
+// and root links, and removes its run directory. It touches only objects
+// whose names match hl<pid><letter>-.
+func Sweep(ctx context.Context, log *slog.Logger) error {
+	nsNames, err := listNetns(ctx)
+	if err != nil {
+		return err
+	}
+	links, err := listRootLinks(ctx)
+	if err != nil {
+		return err
+	}
+	type leftovers struct {
+		ns, links []string
+		dir       string
+	}
+	byPrefix := map[string]*leftovers{}
+	get := func(p string) *leftovers {
+		if byPrefix[p] == nil {
+			byPrefix[p] = &leftovers{}
+		}
+		return byPrefix[p]
+	}
+	for _, n := range nsNames {
+		if m := prefixRE.FindStringSubmatch(n); m != nil && m[3] == "-" {
+			get(m[1]).ns = append(get(m[1]).ns, n)
+		}
+	}
+	for _, l := range links {
+		if m := prefixRE.FindStringSubmatch(l); m != nil && m[3] == "-" {
+			get(m[1]).links = append(get(m[1]).links, l)
+		}
+	}
+	if ents, err := os.ReadDir(RunBase()); err == nil {
+		for _, e := range ents {
+			if m := prefixRE.FindStringSubmatch(e.Name()); m != nil && m[3] == "" && e.IsDir() {
+				get(m[1]).dir = filepath.Join(RunBase(), e.Name())
+			}
+		}
+	}
+	var errs []error
+	for prefix, lo := range byPrefix {
+		dir := lo.dir
+		if dir == "" {
+			dir = filepath.Join(RunBase(), prefix)
+		}
+		st, serr := ReadState(dir)
+		if serr == nil {
+			if st.live() {
+				continue
+			}
+		} else {
+			// No state: the owner may be creating its bed right now.
+			pid, _ := strconv.Atoi(prefixRE.FindStringSubmatch(prefix)[2])
+			if pidAlive(pid, 0) {
+				continue
+			}
+		}
+		log.Info("sweeping stale test bed", "prefix", prefix, "namespaces", len(lo.ns), "links", len(lo.links))
+		if st != nil {
+			for _, r := range st.Processes {
+				if err := processFromRecord(r).Stop(3 * time.Second); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			lo.ns = appendMissing(lo.ns, st.Namespaces, nsNames)
+		}
+		for _, n := range lo.ns {
+			if _, err := run(ctx, "ip", "netns", "del", n); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, l := range lo.links {
+			if _, err := run(ctx, "ip", "link", "del", l); err != nil && linkExists(ctx, l) {
+				errs = append(errs, err)
+			}
+		}
+		if lo.dir != "" {
+			if err := os.RemoveAll(lo.dir); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func appendMissing(dst, add, existing []string) []string {
+	have := map[string]bool{}
+	for _, e := range existing {
+		have[e] = true
+	}
+	for _, a := range add {
+		if have[a] && !contains(dst, a) {
+			dst = append(dst, a)
+		}
+	}
+	return dst
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func listNetns(ctx context.Context) ([]string, error) {
+	out, err := run(ctx, "ip", "-j", "netns", "list")
+	if err != nil {
+		return nil, err
+	}
+	var l []struct {
+		Name string `json:"name"`
+	}
+	if strings.TrimSpace(out) != "" {
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			return nil, fmt.Errorf("parse ip netns list: %w", err)
+		}
+	}
+	var names []string
+	for _, n := range l {
+		names = append(names, n.Name)
+	}
+	return names, nil
+}
+
+func listRootLinks(ctx context.Context) ([]string, error) {
+	out, err := run(ctx, "ip", "-j", "link", "show")
+	if err != nil {
+		return nil, err
+	}
+	var l []struct {
+		IfName string `json:"ifname"`
+	}
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		return nil, fmt.Errorf("parse ip link: %w", err)
+	}
+	var names []string
+	for _, n := range l {
+		names = append(names, n.IfName)
+	}
+	return names, nil
+}
+
+func linkExists(ctx context.Context, name string) bool {
+	_, err := run(ctx, "ip", "link", "show", "dev", name)
+	return err == nil
+}
+
+// rootRoute is one route of the root namespace.
+type rootRoute struct {
+	Dst string `json:"dst"`
+	Dev string `json:"dev"`
+}
+
+// transitLinkRE matches the root end of another bed's transit link: its /30
+// lies inside the bed's ranges by design and is not a conflict.
+var transitLinkRE = regexp.MustCompile(`^hl[0-9]+[a-z]-fab$`)
+
+// CheckRootRoutes returns the root namespace's routes that overlap the bed's
+// address ranges (other beds' transit links excepted), so that a bed never
+// shadows the machine's own networks.
+func CheckRootRoutes(ctx context.Context) (used []netip.Prefix, err error) {
+	var conflicts []string
+	for _, fam := range []string{"-4", "-6"} {
+		out, err := run(ctx, "ip", "-j", fam, "route", "show", "table", "all")
+		if err != nil {
+			return nil, err
+		}
+		var routes []rootRoute
+		if err := json.Unmarshal([]byte(out), &routes); err != nil {
+			return nil, fmt.Errorf("parse ip route: %w", err)
+		}
+		for _, r := range routes {
+			p, ok := parseRouteDst(r.Dst, fam == "-6")
+			if !ok {
+				continue
+			}
+			for _, res := range ReservedRanges {
+				if !p.Overlaps(res) {
+					continue
+				}
+				if transitLinkRE.MatchString(r.Dev) {
+					used = append(used, p)
+					continue
+				}
+				conflicts = append(conflicts, fmt.Sprintf("%s dev %s overlaps %s", r.Dst, r.Dev, res))
+			}
+		}
+	}
+	if len(conflicts) > 0 {
+		return nil, fmt.Errorf("the root network namespace already routes addresses the test bed needs; remove these routes or run elsewhere: %s", strings.Join(conflicts, "; "))
+	}
+	return used, nil
+}
+
+func parseRouteDst(dst string, v6 bool) (netip.Prefix, bool) {
+	switch dst {
+	case "", "default":
+		return netip.Prefix{}, false
+	}
+	if p, err := netip.ParsePrefix(dst); err == nil {
+		return p.Masked(), true
+	}
+	if a, err := netip.ParseAddr(dst); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	return netip.Prefix{}, false
+}
