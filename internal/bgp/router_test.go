@@ -102,6 +102,7 @@ func (r *router) neighbor(addr string, peerASN uint32, mods ...func(*api.Peer)) 
 	p := &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: addr, PeerAsn: peerASN},
 		Transport: &api.Transport{PassiveMode: true},
+		Timers:    &api.Timers{Config: &api.TimersConfig{IdleHoldTimeAfterReset: 1}},
 		AfiSafis: []*api.AfiSafi{
 			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
 			{Config: &api.AfiSafiConfig{Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}, Enabled: true}},
@@ -248,4 +249,15 @@ func pathAttrs(p *apiutil.Path) attrs {
 		}
 	}
 	return a
+}
+
+// ups counts the times a session reached Established at the router.
+func (r *router) ups() int {
+	n := 0
+	for _, e := range r.eventLog() {
+		if e.state == bgp.BGP_FSM_ESTABLISHED {
+			n++
+		}
+	}
+	return n
 }

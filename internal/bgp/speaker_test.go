@@ -269,7 +269,7 @@ func TestPeerChangesLeaveOthersAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "ebgp re-established and third up", func() bool {
-		return ebgp.established(speakerIP) && third.established(speakerIP) &&
+		return ebgp.ups() == 2 && ebgp.established(speakerIP) && third.established(speakerIP) &&
 			ebgp.peerState(speakerIP).GetTimers().GetState().GetNegotiatedHoldTime() == 30
 	})
 	// Remove the third one.
@@ -347,7 +347,7 @@ func TestIPv6NextHopOverIPv4(t *testing.T) {
 	if err := s.SetPeers(ctx, []Peer{ibgp.peerFor("ibgp", 0), p}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "ebgp re-established", func() bool { return ebgp.established(speakerIP) })
+	eventually(t, 10*time.Second, "ebgp re-established", func() bool { return ebgp.ups() == 2 && ebgp.established(speakerIP) })
 	pfx := netip.MustParsePrefix("2001:db8::10/128")
 	if err := s.SetAdvertisements(ctx, []Advertisement{{Prefix: pfx}}); err != nil {
 		t.Fatal(err)
