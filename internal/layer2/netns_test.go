@@ -1,0 +1,238 @@
+package layer2
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// helperEnv, when set, makes TestNetnsHelper run an Announcer for the
+// comma-separated IPs it holds, inside whatever netns it was started in.
+const helperEnv = "HERALD_L2_HELPER_IPS"
+
+// TestNetnsHelper is not a test: TestNetns runs the test binary in a
+// netns with `ip netns exec` and this function as the only test, so that
+// the whole Announcer (interface listing, sysfs, raw sockets) runs in it.
+func TestNetnsHelper(t *testing.T) {
+	spec := os.Getenv(helperEnv)
+	if spec == "" {
+		t.Skip("helper process for TestNetns")
+	}
+	a := NewAnnouncer(AnnouncerConfig{
+		PollInterval: 100 * time.Millisecond,
+		Options:      Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	var ips []netip.Addr
+	for _, s := range strings.Split(spec, ",") {
+		ip := netip.MustParseAddr(s)
+		ips = append(ips, ip)
+		a.Announce(ip, nil)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, ip := range ips {
+		for len(a.Interfaces(ip)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never announced", ip)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	fmt.Println("READY")
+	io.Copy(io.Discard, os.Stdin) // the parent closes stdin to stop us
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s := a.Stats()
+	fmt.Printf("STATS arpRequests=%d arpReplies=%d garp=%d ns=%d na=%d unsolicited=%d\n",
+		s.ARPRequests.Load(), s.ARPReplies.Load(), s.GratuitousARP.Load(),
+		s.NDPSolicitations.Load(), s.NDPAdvertisements.Load(), s.UnsolicitedNA.Load())
+}
+
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestNetns runs the announcer in netns A and checks, from netns B on the
+// same veth, that the kernel resolves the announced IPs to A's MAC.
+func TestNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, tool := range []string{"ip", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	// Only the test's own namespaces get addresses, but refuse to run if
+	// the host already routes the range, to avoid any confusion.
+	if routes := run(t, "ip", "route", "show", "match", "198.18.0.0/24"); strings.Contains(routes, "198.18.0.") {
+		t.Fatalf("198.18.0.0/24 is in use in the root netns:\n%s", routes)
+	}
+	prefix := fmt.Sprintf("hlt%d-", os.Getpid())
+	nsA, nsB := prefix+"a", prefix+"b"
+	vethA, vethB := prefix+"va", prefix+"vb"
+	for _, ns := range []string{nsA, nsB} {
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	// The veth lives only in the two namespaces: deleting them deletes it.
+	run(t, "ip", "link", "add", vethA, "netns", nsA, "type", "veth", "peer", "name", vethB, "netns", nsB)
+	// The global address comes before the link-local one on A: NDP must
+	// still find the link-local address.
+	run(t, "ip", "-n", nsA, "addr", "add", "198.18.0.1/24", "dev", vethA)
+	run(t, "ip", "-n", nsA, "addr", "add", "2001:db8::1/64", "dev", vethA, "nodad")
+	run(t, "ip", "-n", nsB, "addr", "add", "198.18.0.2/24", "dev", vethB)
+	run(t, "ip", "-n", nsB, "addr", "add", "2001:db8::2/64", "dev", vethB, "nodad")
+	run(t, "ip", "-n", nsA, "link", "set", vethA, "up")
+	run(t, "ip", "-n", nsB, "link", "set", vethB, "up")
+
+	var links []struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal([]byte(run(t, "ip", "-n", nsA, "-j", "link", "show", vethA)), &links); err != nil || len(links) != 1 {
+		t.Fatalf("parse link of %s: %v", vethA, err)
+	}
+	macA := links[0].Address
+
+	v4, v6 := "198.18.0.200", "2001:db8::200"
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", nsA, exe, "-test.run=^TestNetnsHelper$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+v4+","+v6)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		stdin.Close()
+		for l := range lines {
+			if strings.HasPrefix(l, "STATS") {
+				t.Log(l)
+			}
+		}
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		select {
+		case err := <-waited:
+			if err != nil {
+				t.Errorf("helper: %v\n%s", err, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill() // by the PID we started
+			<-waited
+			t.Errorf("helper did not stop\n%s", stderr.String())
+		}
+	}
+	t.Cleanup(stop)
+
+	ready := false
+	timeout := time.After(20 * time.Second)
+	for !ready {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("helper exited before READY\n%s", stderr.String())
+			}
+			ready = l == "READY"
+		case <-timeout:
+			t.Fatalf("helper not ready\n%s", stderr.String())
+		}
+	}
+
+	tests := []struct {
+		desc    string
+		ip      string
+		wantMAC string // "" means unresolved
+	}{
+		{desc: "IPv4 via ARP", ip: v4, wantMAC: macA},
+		{desc: "IPv6 via NDP", ip: v6, wantMAC: macA},
+		{desc: "IPv4 not owned", ip: "198.18.0.201"},
+		{desc: "IPv6 not owned", ip: "2001:db8::201"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			// A UDP datagram from B makes B's kernel resolve the address;
+			// nothing needs to receive it. (bash's /dev/udp: no ping needed.)
+			start := time.Now()
+			exec.Command("ip", "netns", "exec", nsB, "bash", "-c", "echo x > /dev/udp/"+tc.ip+"/9").Run()
+			var got string
+			for time.Since(start) < 3*time.Second {
+				got = neighMAC(t, nsB, vethB, tc.ip)
+				if got != "" {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if got != tc.wantMAC {
+				t.Fatalf("neighbour table of B maps %s to %q, want %q", tc.ip, got, tc.wantMAC)
+			}
+			if got != "" {
+				t.Logf("%s resolved to %s after %v", tc.ip, got, time.Since(start).Round(time.Millisecond))
+			}
+		})
+	}
+	stop()
+}
+
+// neighMAC returns the MAC B's kernel maps ip to, or "".
+func neighMAC(t *testing.T, ns, dev, ip string) string {
+	var entries []struct {
+		Dst    string   `json:"dst"`
+		LLAddr string   `json:"lladdr"`
+		State  []string `json:"state"`
+	}
+	out := run(t, "ip", "-n", ns, "-j", "neigh", "show", "to", ip, "dev", dev)
+	if err := json.Unmarshal([]byte(out), &entries); err != nil {
+		t.Fatalf("parse neighbours %q: %v", out, err)
+	}
+	for _, e := range entries {
+		if e.Dst == ip && e.LLAddr != "" {
+			return e.LLAddr
+		}
+	}
+	return ""
+}
