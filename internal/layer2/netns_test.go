@@ -56,9 +56,10 @@ func TestNetnsHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := a.Stats()
-	fmt.Printf("STATS arpRequests=%d arpReplies=%d garp=%d ns=%d na=%d unsolicited=%d\n",
+	fmt.Printf("STATS arpRequests=%d arpReplies=%d garp=%d ns=%d na=%d unsolicited=%d malformed=%d sendErrors=%d\n",
 		s.ARPRequests.Load(), s.ARPReplies.Load(), s.GratuitousARP.Load(),
-		s.NDPSolicitations.Load(), s.NDPAdvertisements.Load(), s.UnsolicitedNA.Load())
+		s.NDPSolicitations.Load(), s.NDPAdvertisements.Load(), s.UnsolicitedNA.Load(),
+		s.Malformed.Load(), s.SendErrors.Load())
 }
 
 func run(t *testing.T, args ...string) string {
@@ -160,6 +161,8 @@ func TestNetns(t *testing.T) {
 		case err := <-waited:
 			if err != nil {
 				t.Errorf("helper: %v\n%s", err, stderr.String())
+			} else if testing.Verbose() {
+				t.Logf("helper log:\n%s", stderr.String())
 			}
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill() // by the PID we started
