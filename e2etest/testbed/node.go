@@ -57,6 +57,17 @@ func (n *Node) plumb(ctx context.Context) error {
 			steps = append(steps, []string{"ip", "-n", n.Name0(), "-6", "route", "add", "default", "via", RouterFabricIP6.String()})
 		}
 	}
+	// Pod ranges of the other nodes are reached through those nodes, as
+	// with a flat "host-gw" CNI.
+	for k := 1; k <= b.opts.Nodes; k++ {
+		if k == n.Index {
+			continue
+		}
+		steps = append(steps, []string{"ip", "-n", n.Name0(), "route", "add", PodCIDR(k).String(), "via", NodeIP(k).String()})
+		if n.IP6.IsValid() {
+			steps = append(steps, []string{"ip", "-n", n.Name0(), "-6", "route", "add", PodCIDR6(k).String(), "via", NodeIP6(k).String()})
+		}
+	}
 	if err := runAll(ctx, steps); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}

@@ -14,7 +14,8 @@ import (
 )
 
 // Router is the FRR router namespace: eth0 on the fabric, eth1 to the
-// external client network, and zebra, bgpd and bfdd running as user frr.
+// external client network, and zebra, bgpd, bfdd and staticd running as
+// user frr.
 //
 // Its default configuration (AS RouterASN) accepts eBGP sessions from any
 // fabric address (dynamic neighbours in peer group NODES, and NODES6 with
@@ -23,8 +24,8 @@ type Router struct {
 	NS
 	// IP and IP6 are its fabric addresses.
 	IP, IP6 netip.Addr
-	// Zebra, BGPD and BFDD are its daemons.
-	Zebra, BGPD, BFDD *Process
+	// Zebra, BGPD, BFDD and Staticd are its daemons.
+	Zebra, BGPD, BFDD, Staticd *Process
 	// Dir holds the daemons' sockets, pid files and configuration.
 	Dir string
 
@@ -88,7 +89,7 @@ func (r *Router) start(ctx context.Context) error {
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return err
 	}
-	for name, conf := range map[string]string{"zebra.conf": "hostname router\n", "bgpd.conf": r.DefaultBGPConfig(), "bfdd.conf": "hostname router\n"} {
+	for name, conf := range map[string]string{"zebra.conf": "hostname router\n", "bgpd.conf": r.DefaultBGPConfig(), "bfdd.conf": "hostname router\n", "staticd.conf": "hostname router\n"} {
 		if err := os.WriteFile(filepath.Join(r.Dir, name), []byte(conf), 0o644); err != nil {
 			return err
 		}
@@ -131,8 +132,11 @@ func (r *Router) start(ctx context.Context) error {
 		append(common("bfdd"), "--bfdctl", filepath.Join(r.Dir, "bfdd.sock"))...); err != nil {
 		return err
 	}
+	if r.Staticd, err = b.startProcess(ctx, NSName(r.Name), "frr-staticd", "/usr/lib/frr/staticd", common("staticd")...); err != nil {
+		return err
+	}
 	return waitFor(ctx, 50*time.Millisecond, "bgpd and bfdd answering vtysh", func(ctx context.Context) (bool, error) {
-		for _, p := range []*Process{r.Zebra, r.BGPD, r.BFDD} {
+		for _, p := range []*Process{r.Zebra, r.BGPD, r.BFDD, r.Staticd} {
 			if !p.Running() {
 				return false, fmt.Errorf("%s exited; see %s", p.Name, p.Log)
 			}
