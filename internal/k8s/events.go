@@ -1,0 +1,26 @@
+package k8s
+
+import (
+	"context"
+	"log/slog"
+
+	corev1 "k8s.io/api/core/v1"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+)
+
+// NewRecorder returns an event recorder for component that writes events
+// until ctx ends. Repeated events are aggregated by client-go.
+func NewRecorder(ctx context.Context, c *Clients, component, host string, log *slog.Logger) record.EventRecorder {
+	b := record.NewBroadcaster(record.WithContext(ctx))
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.Kube.CoreV1().Events("")})
+	b.StartEventWatcher(func(e *corev1.Event) {
+		log.Debug("event", "object", e.InvolvedObject.Kind+"/"+e.InvolvedObject.Namespace+"/"+e.InvolvedObject.Name,
+			"type", e.Type, "reason", e.Reason, "message", e.Message)
+	})
+	go func() {
+		<-ctx.Done()
+		b.Shutdown()
+	}()
+	return b.NewRecorder(c.Scheme, corev1.EventSource{Component: component, Host: host})
+}
