@@ -97,6 +97,17 @@ func TestAllocator(t *testing.T) {
 			},
 		},
 		{
+			desc:  "avoidBuggyIPs with ranges that start at .255 and end at .0",
+			pools: pools(mkPool("p", []string{"10.0.0.255-10.0.1.2", "10.0.2.253-10.0.3.0"}, avoid)),
+			steps: []step{
+				{req: rq("ns/a"), want: []string{"10.0.1.1"}},
+				{req: rq("ns/b"), want: []string{"10.0.1.2"}},
+				{req: rq("ns/c"), want: []string{"10.0.2.253"}},
+				{req: rq("ns/d"), want: []string{"10.0.2.254"}},
+				{req: rq("ns/e"), kind: ErrExhausted, err: `pool "p" has no free IPv4 address`},
+			},
+		},
+		{
 			desc:  "without avoidBuggyIPs .255 and .0 are handed out",
 			pools: pools(mkPool("p", []string{"10.0.0.255-10.0.1.0"})),
 			steps: []step{
