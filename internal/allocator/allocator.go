@@ -736,7 +736,9 @@ type FamilyStats struct {
 // PoolStats counts the addresses of one pool, per family.
 type PoolStats struct {
 	// Pool is the pool's name.
-	Pool       string
+	Pool string
+	// IPv4 and IPv6 count each family; all zero for a family the pool
+	// does not have.
 	IPv4, IPv6 FamilyStats
 }
 

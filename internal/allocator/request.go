@@ -50,7 +50,13 @@ type Port struct {
 }
 
 // String returns "TCP/80".
-func (p Port) String() string { return p.Protocol + "/" + strconv.Itoa(int(p.Port)) }
+func (p Port) String() string {
+	proto := strings.ToUpper(p.Protocol)
+	if proto == "" {
+		proto = "TCP"
+	}
+	return proto + "/" + strconv.Itoa(int(p.Port))
+}
 
 // Request is what a Service asks of the allocator. The controller builds it
 // from the Service, its Namespace and the herald.io/ annotations.
