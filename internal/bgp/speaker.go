@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
@@ -41,6 +42,8 @@ type Speaker struct {
 	sessMu   sync.Mutex
 	sessions map[netip.Addr]SessionState
 	names    map[netip.Addr]string
+
+	stopping atomic.Bool // set once the server is being stopped
 }
 
 type lifecycle int
@@ -89,7 +92,8 @@ func (s *Speaker) Start(ctx context.Context) error {
 	if s.state != created {
 		return errors.New("bgp: Start called twice")
 	}
-	s.srv = server.NewBgpServer(server.LoggerOption(s.log.With("component", "gobgp"), nil))
+	glog := slog.New(gobgpHandler{Handler: s.log.Handler(), stopping: &s.stopping}).With("component", "gobgp")
+	s.srv = server.NewBgpServer(server.LoggerOption(glog, nil))
 	s.serveWG.Add(1)
 	go func() {
 		defer s.serveWG.Done()
@@ -235,8 +239,9 @@ func (s *Speaker) stopLocked() {
 	if s.watchCx != nil {
 		s.watchCx()
 	}
-	// Stop calls StopBgp again, which only fails (and logs) when the server
-	// is already stopped; it also stops the BFD server.
+	// Stop calls StopBgp again, which fails (and logs, see gobgpHandler)
+	// when the server is already stopped; it also stops the BFD server.
+	s.stopping.Store(true)
 	s.srv.Stop()
 	s.serveWG.Wait()
 	// GoBGP's watcher goroutine ends by itself once watchCx is cancelled:
