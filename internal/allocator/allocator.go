@@ -493,7 +493,7 @@ func (al *Allocator) plan(q *request, old *held) ([]netip.Addr, []string, error)
 	}
 
 	// Keep what still fits.
-	got := make(map[config.Family]netip.Addr, 2)
+	var got [2]netip.Addr // by famIndex
 	var keptPool *poolState
 	if old != nil {
 		for _, ip := range old.svc.ips {
@@ -507,7 +507,7 @@ func (al *Allocator) plan(q *request, old *held) ([]netip.Addr, []string, error)
 			if st := al.ips[ip]; st != nil && canShare(ip, st, q) != nil {
 				continue
 			}
-			got[f] = ip
+			got[famIndex(f)] = ip
 			if p := al.poolFor(ip); p != nil && keptPool == nil {
 				keptPool = p
 			}
@@ -515,13 +515,13 @@ func (al *Allocator) plan(q *request, old *held) ([]netip.Addr, []string, error)
 	}
 	var missing []config.Family
 	for _, f := range q.want {
-		if _, ok := got[f]; !ok {
+		if !got[famIndex(f)].IsValid() {
 			missing = append(missing, f)
 		}
 	}
 	if len(missing) > 0 {
 		cands, err := al.candidates(q)
-		if err != nil && (len(got) == 0 || q.FamilyPolicy != PreferDualStack) {
+		if err != nil && (!got[0].IsValid() && !got[1].IsValid() || q.FamilyPolicy != PreferDualStack) {
 			return nil, nil, err
 		}
 		if keptPool != nil && slices.Contains(cands, keptPool) {
@@ -533,7 +533,7 @@ func (al *Allocator) plan(q *request, old *held) ([]netip.Addr, []string, error)
 				a, ok1 := al.pick(p, missing[0], q)
 				b, ok2 := al.pick(p, missing[1], q)
 				if ok1 && ok2 {
-					got[missing[0]], got[missing[1]] = a, b
+					got[famIndex(missing[0])], got[famIndex(missing[1])] = a, b
 					missing = nil
 					break
 				}
@@ -544,7 +544,7 @@ func (al *Allocator) plan(q *request, old *held) ([]netip.Addr, []string, error)
 			found := false
 			for _, p := range cands {
 				if a, ok := al.pick(p, f, q); ok {
-					got[f], found = a, true
+					got[famIndex(f)], found = a, true
 					break
 				}
 			}
@@ -552,13 +552,13 @@ func (al *Allocator) plan(q *request, old *held) ([]netip.Addr, []string, error)
 				firstErr = al.noFree(q, cands, f)
 			}
 		}
-		if firstErr != nil && (q.FamilyPolicy != PreferDualStack || len(got) == 0) {
+		if firstErr != nil && (q.FamilyPolicy != PreferDualStack || !got[0].IsValid() && !got[1].IsValid()) {
 			return nil, nil, firstErr
 		}
 	}
-	ips := make([]netip.Addr, 0, len(got))
+	ips := make([]netip.Addr, 0, len(q.want))
 	for _, f := range q.want {
-		if ip, ok := got[f]; ok {
+		if ip := got[famIndex(f)]; ip.IsValid() {
 			ips = append(ips, ip)
 			lastPool = append(lastPool, al.poolName(ip, old))
 		}
