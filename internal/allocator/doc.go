@@ -30,6 +30,20 @@
 // ranges with n intervals, and free space takes no memory. A /8 IPv4 pool
 // and a /64 IPv6 pool are normal.
 //
+// The controller drives it like this:
+//
+//   - at start-up, SetConfig, then Assign every Service's addresses from its
+//     status (oldest Service first, so that the older one keeps a contested
+//     address), and only then Allocate;
+//   - on every change to a Service, Allocate (idempotent) and write the
+//     status if the answer changed; Release when the Service is deleted or
+//     stops being a LoadBalancer of ours;
+//   - on every pool change, SetConfig, refresh the status of the Services it
+//     reports, and retry the Services that hold nothing.
+//
+// Errors wrap ErrInvalidRequest, ErrNoPool, ErrExhausted or ErrConflict
+// (use errors.Is); their text is written for a Service event.
+//
 // An Allocator is safe for concurrent use, but the controller should still
 // serialise the decisions for one Service (a workqueue does).
 package allocator
