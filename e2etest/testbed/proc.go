@@ -30,8 +30,9 @@ type Process struct {
 	err   error
 }
 
-// procRecord is how the state file records a process.
-type procRecord struct {
+// ProcessRecord is how the state file records a process: by PID and start
+// time (clock ticks since boot), which together survive PID reuse.
+type ProcessRecord struct {
 	Name  string `json:"name"`
 	NS    string `json:"ns,omitempty"`
 	PID   int    `json:"pid"`
@@ -148,13 +149,13 @@ func (p *Process) wait(d time.Duration) bool {
 	return false
 }
 
-func (p *Process) record() procRecord {
-	return procRecord{Name: p.Name, NS: p.NS, PID: p.PID, Start: p.start}
+func (p *Process) record() ProcessRecord {
+	return ProcessRecord{Name: p.Name, NS: p.NS, PID: p.PID, Start: p.start}
 }
 
 // processFromRecord rebuilds a Process from the state file, for programs that
 // did not start it (testbed down, Sweep).
-func processFromRecord(r procRecord) *Process {
+func processFromRecord(r ProcessRecord) *Process {
 	return &Process{Name: r.Name, NS: r.NS, PID: r.PID, start: r.Start}
 }
 

@@ -24,7 +24,7 @@ type State struct {
 	Kubeconfig string       `json:"kubeconfig,omitempty"`
 	Namespaces []string     `json:"namespaces"`
 	RootLinks  []string     `json:"rootLinks"`
-	Processes  []procRecord `json:"processes"`
+	Processes  []ProcessRecord `json:"processes"`
 	ExtraDirs  []string     `json:"extraDirs,omitempty"`
 }
 
@@ -101,3 +101,7 @@ func ListStates() ([]*State, error) {
 func (s *State) live() bool {
 	return s.Detached || pidAlive(s.OwnerPID, s.OwnerStart)
 }
+
+// ProcessAlive reports whether a recorded process still runs (same PID and
+// start time).
+func ProcessAlive(r ProcessRecord) bool { return pidAlive(r.PID, r.Start) }
