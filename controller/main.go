@@ -1,24 +1,152 @@
-// Command controller is Herald's controller. See DESIGN.md for what it does.
+// Command controller is Herald's controller: it allocates LoadBalancer IPs
+// from IPAddressPools and writes them to Service status. Run two replicas
+// with --leader-elect; the standby keeps warm caches.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldlb/herald/internal/controller"
+	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/metrics"
 	"github.com/heraldlb/herald/internal/version"
 )
 
 func main() {
-	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "herald-controller:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("herald-controller", flag.ContinueOnError)
+	var (
+		kubeconfig    = fs.String("kubeconfig", "", "path to a kubeconfig; empty means in-cluster")
+		namespace     = fs.String("namespace", envOr("HERALD_NAMESPACE", "herald-system"), "Herald's namespace (Lease, Secrets)")
+		lbClass       = fs.String("lb-class", "", "serve Services whose spec.loadBalancerClass is this; empty serves Services without a class")
+		metricsAddr   = fs.String("metrics-addr", ":7472", "address of the Prometheus endpoint; empty disables it")
+		healthAddr    = fs.String("health-addr", ":7473", "address of /healthz and /readyz; empty disables them")
+		leaderElect   = fs.Bool("leader-elect", false, "compete for a Lease so that only one replica allocates")
+		leaseName     = fs.String("lease-name", "herald-controller", "name of the leader-election Lease")
+		identity      = fs.String("identity", envOr("POD_NAME", hostname()), "this replica's name in leader election")
+		leaseDuration = fs.Duration("lease-duration", 15*time.Second, "leader-election lease duration")
+		renewDeadline = fs.Duration("renew-deadline", 10*time.Second, "leader-election renew deadline")
+		retryPeriod   = fs.Duration("retry-period", 2*time.Second, "leader-election retry period")
+		workers       = fs.Int("workers", 32, "Services synced in parallel")
+		qps           = fs.Float64("kube-api-qps", k8s.DefaultQPS, "client-side limit of API requests per second")
+		burst         = fs.Int("kube-api-burst", k8s.DefaultBurst, "client-side burst of API requests")
+		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
+		showVersion   = fs.Bool("version", false, "print the version and exit")
+	)
 	if err := fs.Parse(os.Args[1:]); err != nil {
-		os.Exit(2)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
 	}
 	if *showVersion {
 		fmt.Printf("herald-controller %s\n", version.Version)
+		return nil
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log.Info("starting", "version", version.Version, "lbClass", *lbClass, "leaderElect", *leaderElect)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	restCfg, err := k8s.RESTConfig(*kubeconfig, float32(*qps), *burst, "herald-controller/"+version.Version)
+	if err != nil {
+		return err
+	}
+	clients, err := k8s.NewClients(restCfg)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	recorder := k8s.NewRecorder(ctx, clients, "herald-controller", *identity, log)
+	c, err := controller.New(ctx, clients, recorder, controller.Options{
+		LBClass: *lbClass, Namespace: *namespace, Workers: *workers, Logger: log, Metrics: metrics.NewController(reg),
+	})
+	if err != nil {
+		return err
+	}
+	serve(ctx, log, *metricsAddr, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), "/metrics")
+	health := http.NewServeMux()
+	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// A standby with synced caches is ready: it can take over at once.
+		fmt.Fprintln(w, "ok")
+	})
+	serve(ctx, log, *healthAddr, health, "")
+
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	if !*leaderElect {
+		c.Lead(ctx)
+		return nil
+	}
+	return k8s.RunAsLeader(ctx, clients, k8s.LeaderConfig{
+		Namespace: *namespace, Name: *leaseName, Identity: *identity,
+		LeaseDuration: *leaseDuration, RenewDeadline: *renewDeadline, RetryPeriod: *retryPeriod,
+	}, log, c.Lead)
+}
+
+// serve runs an HTTP server on addr until ctx ends; path, when set, mounts
+// h there, else h is the whole mux.
+func serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler, path string) {
+	if addr == "" {
 		return
 	}
-	fmt.Fprintln(os.Stderr, "herald-controller: not implemented yet")
-	os.Exit(1)
+	if path != "" {
+		mux := http.NewServeMux()
+		mux.Handle(path, h)
+		h = mux
+	}
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "addr", addr, "error", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "herald-controller"
+	}
+	return h
 }

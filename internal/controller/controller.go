@@ -1,0 +1,550 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/heraldlb/herald/internal/allocator"
+	"github.com/heraldlb/herald/internal/config"
+	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/metrics"
+)
+
+// Event reasons on Services.
+const (
+	ReasonIPAllocated      = "IPAllocated"
+	ReasonAllocationFailed = "AllocationFailed"
+	ReasonIPReleased       = "IPReleased"
+	ReasonOutOfPool        = "IPOutOfPool"
+	ReasonDeprecatedAlias  = "MetalLBAnnotation"
+)
+
+// MemberlistSecretName is the Secret that holds the speakers' memberlist
+// key; MemberlistSecretKey is its data key.
+const (
+	MemberlistSecretName = "herald-memberlist"
+	MemberlistSecretKey  = "secretkey"
+)
+
+// Options configure a Controller.
+type Options struct {
+	// LBClass selects the Services to serve by spec.loadBalancerClass; ""
+	// serves the Services without a class.
+	LBClass string
+	// Namespace is Herald's own namespace (Secrets, Lease).
+	Namespace string
+	// Workers is the number of Services synced in parallel. Default 32.
+	Workers int
+	// Logger is the one structured logger.
+	Logger *slog.Logger
+	// Metrics receives the controller's figures; nil disables them.
+	Metrics *metrics.Controller
+}
+
+// Controller allocates addresses to Services. Create it with New, start
+// its informers with Start, then call Lead once this replica leads.
+type Controller struct {
+	opts     Options
+	log      *slog.Logger
+	clients  *k8s.Clients
+	recorder record.EventRecorder
+	alloc    *allocator.Allocator
+
+	factory    informers.SharedInformerFactory
+	secretsFac informers.SharedInformerFactory
+	services   corelisters.ServiceLister
+	namespaces corelisters.NamespaceLister
+	secrets    corelisters.SecretLister
+	herald     *k8s.HeraldInformers
+	synced     []cache.InformerSynced
+
+	svcQueue    workqueue.TypedRateLimitingInterface[string]
+	configQueue workqueue.TypedRateLimitingInterface[string]
+	statusQueue workqueue.TypedRateLimitingInterface[objectRef]
+
+	mu       sync.Mutex
+	cfg      *config.Config
+	problems map[objectRef][]config.Problem
+	// pending indexes, by namespace, the Services that wait for an address.
+	pending map[string]map[string]bool
+	// lastFailure remembers the last failure per Service, so a repeated
+	// failure is not re-announced on every sync.
+	lastFailure map[string]string
+	leading     bool
+}
+
+// objectRef names one Herald configuration object.
+type objectRef struct{ kind, name string }
+
+const configKey = "config"
+
+// New creates a Controller; nothing runs until Start.
+func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorder, opts Options) (*Controller, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 32
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c := &Controller{
+		opts:        opts,
+		log:         opts.Logger,
+		clients:     clients,
+		recorder:    recorder,
+		alloc:       allocator.New(),
+		herald:      k8s.NewHeraldInformers(clients, 0),
+		problems:    map[objectRef][]config.Problem{},
+		pending:     map[string]map[string]bool{},
+		lastFailure: map[string]string{},
+		svcQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
+		configQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "config"}),
+		statusQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[objectRef](),
+			workqueue.TypedRateLimitingQueueConfig[objectRef]{Name: "status"}),
+	}
+	c.factory = informers.NewSharedInformerFactory(clients.Kube, 0)
+	c.secretsFac = informers.NewSharedInformerFactoryWithOptions(clients.Kube, 0, informers.WithNamespace(opts.Namespace))
+	svcInf := c.factory.Core().V1().Services()
+	nsInf := c.factory.Core().V1().Namespaces()
+	secInf := c.secretsFac.Core().V1().Secrets()
+	c.services, c.namespaces, c.secrets = svcInf.Lister(), nsInf.Lister(), secInf.Lister()
+
+	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: c.enqueueService,
+		UpdateFunc: func(old, cur any) {
+			if old.(*corev1.Service).ResourceVersion != cur.(*corev1.Service).ResourceVersion {
+				c.enqueueService(cur)
+			}
+		},
+		DeleteFunc: c.enqueueService,
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := nsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { c.namespaceChanged(obj.(*corev1.Namespace).Name) },
+		UpdateFunc: func(old, cur any) {
+			o, n := old.(*corev1.Namespace), cur.(*corev1.Namespace)
+			if !maps.Equal(o.Labels, n.Labels) {
+				c.namespaceChanged(n.Name)
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	cfgHandler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.configQueue.Add(configKey) },
+		UpdateFunc: func(old, cur any) { c.configQueue.Add(configKey) },
+		DeleteFunc: func(any) { c.configQueue.Add(configKey) },
+	}
+	if err := c.herald.AddHandler(cfgHandler); err != nil {
+		return nil, err
+	}
+	if _, err := secInf.Informer().AddEventHandler(cfgHandler); err != nil {
+		return nil, err
+	}
+	c.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, secInf.Informer().HasSynced, c.herald.HasSynced}
+	return c, nil
+}
+
+// Start runs the informers, so that a standby replica keeps warm caches,
+// and waits for them to sync.
+func (c *Controller) Start(ctx context.Context) error {
+	c.factory.Start(ctx.Done())
+	c.secretsFac.Start(ctx.Done())
+	c.herald.Run(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return errors.New("informer caches did not sync")
+	}
+	c.log.Info("caches synced")
+	return nil
+}
+
+// Lead does the leader's work until ctx ends: it loads every existing
+// assignment before it allocates anything, then runs the workers.
+func (c *Controller) Lead(ctx context.Context) {
+	start := time.Now()
+	c.rebuildConfig()
+	n := c.restore()
+	c.mu.Lock()
+	c.leading = true
+	c.mu.Unlock()
+	c.log.Info("restored existing assignments", "services", n, "duration", time.Since(start))
+	if err := c.ensureMemberlistSecret(ctx); err != nil {
+		c.log.Error("memberlist secret", "error", err)
+	}
+
+	var wg sync.WaitGroup
+	run := func(n int, f func(context.Context) bool) {
+		for range n {
+			wg.Go(func() {
+				for f(ctx) {
+				}
+			})
+		}
+	}
+	run(c.opts.Workers, c.processService)
+	run(1, c.processConfig)
+	run(4, c.processStatus)
+	<-ctx.Done()
+	c.svcQueue.ShutDown()
+	c.configQueue.ShutDown()
+	c.statusQueue.ShutDown()
+	wg.Wait()
+}
+
+// Ready reports whether this replica leads and has restored its state.
+func (c *Controller) Ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leading
+}
+
+func (c *Controller) enqueueService(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	c.svcQueue.Add(key)
+}
+
+func (c *Controller) namespaceChanged(ns string) {
+	c.mu.Lock()
+	keys := make([]string, 0, len(c.pending[ns]))
+	for k := range c.pending[ns] {
+		keys = append(keys, k)
+	}
+	c.mu.Unlock()
+	for _, k := range keys {
+		c.svcQueue.Add(k)
+	}
+}
+
+// restore loads the addresses in every managed Service's status into the
+// allocator, oldest Service first, and queues every managed Service.
+func (c *Controller) restore() int {
+	svcs, err := c.services.List(labels.Everything())
+	if err != nil {
+		c.log.Error("list services", "error", err)
+		return 0
+	}
+	slices.SortFunc(svcs, func(a, b *corev1.Service) int {
+		if d := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); d != 0 {
+			return d
+		}
+		return compareKeys(a, b)
+	})
+	n := 0
+	for _, svc := range svcs {
+		if !Manages(svc, c.opts.LBClass) {
+			continue
+		}
+		c.svcQueue.Add(svc.Namespace + "/" + svc.Name)
+		addrs := statusAddrs(svc)
+		if len(addrs) == 0 {
+			continue
+		}
+		req, _, err := RequestFor(svc, c.nsLabels(svc.Namespace))
+		if err != nil {
+			req = allocator.Request{Key: svc.Namespace + "/" + svc.Name}
+		}
+		if _, err := c.alloc.Assign(req, addrs); err != nil {
+			// Another, older Service holds the address: this one gets a new
+			// one when its sync runs.
+			c.log.Warn("cannot restore assignment", "service", req.Key, "ips", addrs, "error", err)
+			c.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonAllocationFailed, "cannot keep %v: %v", addrs, err)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+func (c *Controller) processService(ctx context.Context) bool {
+	key, quit := c.svcQueue.Get()
+	if quit {
+		return false
+	}
+	defer c.svcQueue.Done(key)
+	start := time.Now()
+	err := c.syncService(ctx, key)
+	c.opts.Metrics.ObserveReconcile(time.Since(start), err)
+	if err != nil {
+		c.log.Debug("sync service", "service", key, "error", err)
+		c.svcQueue.AddRateLimited(key)
+		return true
+	}
+	c.svcQueue.Forget(key)
+	return true
+}
+
+func (c *Controller) syncService(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	svc, err := c.services.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		c.forget(key)
+		if held, ok := c.alloc.Get(key); ok {
+			c.alloc.Release(key)
+			c.poolsChanged(held.Pools)
+			c.log.Info("released", "service", key, "ips", held.IPs)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !Manages(svc, c.opts.LBClass) {
+		c.forget(key)
+		return c.releaseUnmanaged(ctx, svc, key)
+	}
+
+	req, warnings, reqErr := RequestFor(svc, c.nsLabels(ns))
+	for _, w := range warnings {
+		c.recordOnce(svc, key, "alias:"+w, corev1.EventTypeWarning, ReasonDeprecatedAlias, w)
+	}
+	before, _ := c.alloc.Get(key)
+	var alloc allocator.Allocation
+	if reqErr == nil {
+		alloc, err = c.alloc.Allocate(req)
+	} else {
+		err = reqErr
+	}
+	if err != nil {
+		c.setPending(key, ns, true)
+		c.opts.Metrics.AllocationFailed(failureReason(err))
+		c.recordOnce(svc, key, err.Error(), corev1.EventTypeWarning, ReasonAllocationFailed, err.Error())
+		// Nothing changed in the allocator: the Service keeps what it held.
+		alloc, _ = c.alloc.Get(key)
+	} else {
+		c.setPending(key, ns, false)
+		c.clearFailure(key)
+	}
+
+	if !sameIngress(svc.Status.LoadBalancer.Ingress, alloc.IPs) {
+		if err := c.patchIngress(ctx, svc, alloc.IPs); err != nil {
+			return err
+		}
+		if len(alloc.IPs) > 0 {
+			c.opts.Metrics.Allocated()
+			c.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonIPAllocated, "assigned %s from pool %s", joinAddrs(alloc.IPs), orNone(poolAnnotation(alloc)))
+		}
+	}
+	if want := poolAnnotation(alloc); svc.Annotations[AnnotationAllocatedFromPool] != want {
+		if err := c.patchPoolAnnotation(ctx, svc, want); err != nil {
+			return err
+		}
+	}
+	if alloc.OutOfPool() {
+		c.recordOnce(svc, key, "outofpool", corev1.EventTypeWarning, ReasonOutOfPool,
+			fmt.Sprintf("%s is no longer in any pool; it stays assigned until the Service releases it", joinAddrs(outOfPoolAddrs(alloc))))
+	}
+	if !slices.Equal(before.IPs, alloc.IPs) {
+		c.poolsChanged(append(before.Pools, alloc.Pools...))
+	}
+	return err
+}
+
+// releaseUnmanaged frees what a Service held when it stopped being Herald's
+// (type or class changed), and clears the status Herald wrote.
+func (c *Controller) releaseUnmanaged(ctx context.Context, svc *corev1.Service, key string) error {
+	held, ok := c.alloc.Get(key)
+	if !ok {
+		return nil
+	}
+	if slices.Equal(statusAddrs(svc), held.IPs) {
+		if err := c.patchIngress(ctx, svc, nil); err != nil {
+			return err
+		}
+	}
+	if _, ok := svc.Annotations[AnnotationAllocatedFromPool]; ok {
+		if err := c.patchPoolAnnotation(ctx, svc, ""); err != nil {
+			return err
+		}
+	}
+	c.alloc.Release(key)
+	c.poolsChanged(held.Pools)
+	c.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonIPReleased, "released %s: the Service is no longer a LoadBalancer of this class", joinAddrs(held.IPs))
+	return nil
+}
+
+func (c *Controller) patchIngress(ctx context.Context, svc *corev1.Service, addrs []netip.Addr) error {
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": ingressFor(addrs)}}})
+	if err != nil {
+		return err
+	}
+	_, err = c.clients.Kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil {
+		return fmt.Errorf("patch status of %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+func (c *Controller) patchPoolAnnotation(ctx context.Context, svc *corev1.Service, pool string) error {
+	var value any = pool
+	if pool == "" {
+		value = nil // removes it
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationAllocatedFromPool: value}}})
+	if err != nil {
+		return err
+	}
+	_, err = c.clients.Kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("annotate %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	return nil
+}
+
+func (c *Controller) nsLabels(ns string) map[string]string {
+	n, err := c.namespaces.Get(ns)
+	if err != nil {
+		return nil
+	}
+	return n.Labels
+}
+
+func (c *Controller) setPending(key, ns string, pending bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pending {
+		if c.pending[ns] == nil {
+			c.pending[ns] = map[string]bool{}
+		}
+		c.pending[ns][key] = true
+		return
+	}
+	delete(c.pending[ns], key)
+	if len(c.pending[ns]) == 0 {
+		delete(c.pending, ns)
+	}
+}
+
+// forget drops what the controller remembers of a Service.
+func (c *Controller) forget(key string) {
+	ns, _, _ := cache.SplitMetaNamespaceKey(key)
+	c.setPending(key, ns, false)
+	c.clearFailure(key)
+}
+
+// recordOnce records an event unless the same message was the last one
+// recorded for this Service under this slot.
+func (c *Controller) recordOnce(svc *corev1.Service, key, msgKey, eventType, reason, msg string) {
+	c.mu.Lock()
+	slot := key + "\x00" + reason
+	if c.lastFailure[slot] == msgKey {
+		c.mu.Unlock()
+		return
+	}
+	c.lastFailure[slot] = msgKey
+	c.mu.Unlock()
+	c.recorder.Event(svc, eventType, reason, msg)
+}
+
+func (c *Controller) clearFailure(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range []string{ReasonAllocationFailed, ReasonOutOfPool} {
+		delete(c.lastFailure, key+"\x00"+r)
+	}
+}
+
+// poolsChanged schedules a status update of the named pools. The delay
+// folds a burst of allocations into one write per pool.
+func (c *Controller) poolsChanged(pools []string) {
+	for _, p := range pools {
+		if p != "" {
+			c.statusQueue.AddAfter(objectRef{config.KindIPAddressPool, p}, 500*time.Millisecond)
+		}
+	}
+}
+
+// ensureMemberlistSecret creates the speakers' memberlist key when absent:
+// 32 random bytes.
+func (c *Controller) ensureMemberlistSecret(ctx context.Context) error {
+	if _, err := c.secrets.Secrets(c.opts.Namespace).Get(MemberlistSecretName); err == nil {
+		return nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	_, err := c.clients.Kube.CoreV1().Secrets(c.opts.Namespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: MemberlistSecretName, Namespace: c.opts.Namespace,
+			Labels: map[string]string{"app.kubernetes.io/name": "herald"}},
+		Data: map[string][]byte{MemberlistSecretKey: key},
+	}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	if err == nil {
+		c.log.Info("created the memberlist secret", "namespace", c.opts.Namespace, "name", MemberlistSecretName)
+	}
+	return err
+}
+
+func failureReason(err error) string {
+	switch {
+	case errors.Is(err, allocator.ErrExhausted):
+		return "exhausted"
+	case errors.Is(err, allocator.ErrNoPool):
+		return "no_pool"
+	case errors.Is(err, allocator.ErrConflict):
+		return "conflict"
+	default:
+		return "invalid"
+	}
+}
+
+func joinAddrs(addrs []netip.Addr) string {
+	parts := make([]string, len(addrs))
+	for i, a := range addrs {
+		parts[i] = a.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func outOfPoolAddrs(a allocator.Allocation) []netip.Addr {
+	var out []netip.Addr
+	for i, p := range a.Pools {
+		if p == "" {
+			out = append(out, a.IPs[i])
+		}
+	}
+	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func compareKeys(a, b *corev1.Service) int {
+	return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+}
