@@ -168,4 +168,3 @@ func poolAnnotation(a allocator.Allocation) string {
 	}
 	return strings.Join(names, ",")
 }
-

@@ -323,4 +323,3 @@ func problemStrings(ps []config.Problem) []string {
 	}
 	return out
 }
-
