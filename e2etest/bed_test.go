@@ -2,6 +2,7 @@ package e2etest
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,4 +108,15 @@ func TestControlPlane(t *testing.T) {
 			t.Errorf("node1 addresses %v, want InternalIP %s", n.Status.Addresses, bed.Nodes[0].IP)
 		}
 	})
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testLogWriter{t}, nil))
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }

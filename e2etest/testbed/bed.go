@@ -311,21 +311,27 @@ func (b *Bed) claim(ctx context.Context) error {
 
 // build creates everything but the transit link.
 func (b *Bed) build(ctx context.Context) error {
+	begin := time.Now()
+	phase := func(name string) { b.Log.Debug("ready", "part", name, "after", time.Since(begin).Round(time.Millisecond)) }
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := b.startEtcd(gctx); err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
+		phase("etcd")
 		if err := b.startAPIServer(gctx); err != nil {
 			return fmt.Errorf("kube-apiserver: %w", err)
 		}
+		phase("kube-apiserver")
 		if err := b.setupIdentities(gctx); err != nil {
 			return fmt.Errorf("identities: %w", err)
 		}
+		phase("rbac and identities")
 		if !b.opts.NoCRDs {
 			if _, err := b.ApplyCRDs(gctx); err != nil {
 				return err
 			}
+			phase("CRDs")
 		}
 		return nil
 	})
@@ -335,9 +341,16 @@ func (b *Bed) build(ctx context.Context) error {
 			return fmt.Errorf("podserver: %w", err)
 		}
 		b.podserver = out
+		phase("podserver build")
 		return nil
 	})
-	g.Go(func() error { return b.buildNetwork(gctx) })
+	g.Go(func() error {
+		if err := b.buildNetwork(gctx); err != nil {
+			return err
+		}
+		phase("network")
+		return nil
+	})
 	if err := g.Wait(); err != nil {
 		return err
 	}
@@ -360,14 +373,25 @@ func (b *Bed) build(ctx context.Context) error {
 					return err
 				}
 			}
+			phase(n.Name + " registered, pods serving")
 			if b.opts.NoKubeProxy {
 				return nil
 			}
-			return n.startKubeProxy(gctx)
+			if err := n.startKubeProxy(gctx); err != nil {
+				return err
+			}
+			phase(n.Name + " kube-proxy")
+			return nil
 		})
 	}
 	if b.Router != nil {
-		g.Go(func() error { return b.Router.start(gctx) })
+		g.Go(func() error {
+			if err := b.Router.start(gctx); err != nil {
+				return err
+			}
+			phase("router")
+			return nil
+		})
 	}
 	return g.Wait()
 }

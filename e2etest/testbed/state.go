@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -13,19 +14,19 @@ import (
 // and Sweep can remove it without guessing: its namespaces, root links and
 // the processes it started, by PID and start time.
 type State struct {
-	Prefix     string       `json:"prefix"`
-	RunDir     string       `json:"runDir"`
-	OwnerPID   int          `json:"ownerPID"`
-	OwnerStart uint64       `json:"ownerStart"`
-	Detached   bool         `json:"detached"`
-	Created    time.Time    `json:"created"`
-	Slot       int          `json:"slot"`
-	APIServer  string       `json:"apiServer,omitempty"`
-	Kubeconfig string       `json:"kubeconfig,omitempty"`
-	Namespaces []string     `json:"namespaces"`
-	RootLinks  []string     `json:"rootLinks"`
+	Prefix     string          `json:"prefix"`
+	RunDir     string          `json:"runDir"`
+	OwnerPID   int             `json:"ownerPID"`
+	OwnerStart uint64          `json:"ownerStart"`
+	Detached   bool            `json:"detached"`
+	Created    time.Time       `json:"created"`
+	Slot       int             `json:"slot"`
+	APIServer  string          `json:"apiServer,omitempty"`
+	Kubeconfig string          `json:"kubeconfig,omitempty"`
+	Namespaces []string        `json:"namespaces"`
+	RootLinks  []string        `json:"rootLinks"`
 	Processes  []ProcessRecord `json:"processes"`
-	ExtraDirs  []string     `json:"extraDirs,omitempty"`
+	ExtraDirs  []string        `json:"extraDirs,omitempty"`
 }
 
 const stateFile = "state.json"
@@ -105,3 +106,24 @@ func (s *State) live() bool {
 // ProcessAlive reports whether a recorded process still runs (same PID and
 // start time).
 func ProcessAlive(r ProcessRecord) bool { return pidAlive(r.PID, r.Start) }
+
+// WriteStaleStateForTest records a bed of a dead owner, for tests of Sweep:
+// prefix must be hl<pid><letter> of a dead process.
+func WriteStaleStateForTest(prefix string, namespaces []string, pids ...int) error {
+	dir := filepath.Join(RunBase(), prefix)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	st := &State{Prefix: prefix, RunDir: dir, Namespaces: namespaces, Created: time.Now()}
+	if m := prefixRE.FindStringSubmatch(prefix); m != nil {
+		st.OwnerPID, _ = strconv.Atoi(m[2])
+	}
+	for _, pid := range pids {
+		start, err := procStartTime(pid)
+		if err != nil {
+			return err
+		}
+		st.Processes = append(st.Processes, ProcessRecord{Name: fmt.Sprintf("pid%d", pid), PID: pid, Start: start})
+	}
+	return writeState(st)
+}

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Sweep removes what earlier beds left behind: for every prefix whose owner
@@ -76,44 +75,32 @@ func Sweep(ctx context.Context, log *slog.Logger) error {
 			}
 		}
 		log.Info("sweeping stale test bed", "prefix", prefix, "namespaces", len(lo.ns), "links", len(lo.links))
-		if st != nil {
-			for _, r := range st.Processes {
-				if err := processFromRecord(r).Stop(3 * time.Second); err != nil {
-					errs = append(errs, err)
-				}
-			}
-			lo.ns = appendMissing(lo.ns, st.Namespaces, nsNames)
+		if st == nil {
+			st = &State{Prefix: prefix}
 		}
+		if st.RunDir == "" && lo.dir != "" {
+			st.RunDir = lo.dir
+		}
+		// What exists under the prefix but was not recorded goes too.
 		for _, n := range lo.ns {
-			if _, err := run(ctx, "ip", "netns", "del", n); err != nil {
-				errs = append(errs, err)
+			if !contains(st.Namespaces, n) {
+				st.Namespaces = append(st.Namespaces, n)
 			}
 		}
 		for _, l := range lo.links {
-			if _, err := run(ctx, "ip", "link", "del", l); err != nil && linkExists(ctx, l) {
-				errs = append(errs, err)
+			if !contains(st.RootLinks, l) {
+				st.RootLinks = append(st.RootLinks, l)
 			}
 		}
-		if lo.dir != "" {
-			if err := os.RemoveAll(lo.dir); err != nil {
-				errs = append(errs, err)
-			}
+		var procs []*Process
+		for _, r := range st.Processes {
+			procs = append(procs, processFromRecord(r))
+		}
+		if err := teardown(log, *st, procs); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func appendMissing(dst, add, existing []string) []string {
-	have := map[string]bool{}
-	for _, e := range existing {
-		have[e] = true
-	}
-	for _, a := range add {
-		if have[a] && !contains(dst, a) {
-			dst = append(dst, a)
-		}
-	}
-	return dst
 }
 
 func contains(s []string, v string) bool {
