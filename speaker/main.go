@@ -1,24 +1,198 @@
-// Command speaker is Herald's speaker. See DESIGN.md for what it does.
+// Command speaker is Herald's speaker: it makes the network deliver the
+// load-balancer IPs its node owns (layer 2 mode: ARP and NDP). See
+// DESIGN.md for what it does; the logic is in internal/speaker.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/layer2"
+	"github.com/heraldlb/herald/internal/membership"
+	"github.com/heraldlb/herald/internal/speaker"
 	"github.com/heraldlb/herald/internal/version"
 )
 
 func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "herald-speaker:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	kubeconfig, nodeName, namespace, lbClass string
+	bindAddr, advertiseAddr                  string
+	bindPort                                 int
+	secretName, peerSelector                 string
+	timings                                  membership.Timings
+	garpCount                                int
+	garpInterval, refresh                    time.Duration
+	metricsAddr, healthAddr, logLevel        string
+	showVersion                              bool
+}
+
+func parseFlags() (*flags, error) {
+	f := &flags{}
 	fs := flag.NewFlagSet("speaker", flag.ContinueOnError)
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	d := membership.DefaultTimings()
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses the in-cluster configuration")
+	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	fs.StringVar(&f.namespace, "namespace", "herald-system", "the speaker's namespace (memberlist Secret, speaker pods)")
+	fs.StringVar(&f.lbClass, "lb-class", "", "loadBalancerClass to serve; empty serves Services without a class")
+	fs.StringVar(&f.bindAddr, "memberlist-bind-addr", "", "memberlist listen address (default: the node's InternalIP)")
+	fs.StringVar(&f.advertiseAddr, "memberlist-advertise-addr", "", "memberlist address given to the others (default: the node's InternalIP)")
+	fs.IntVar(&f.bindPort, "memberlist-port", 7946, "memberlist port (UDP and TCP), the same on every node")
+	fs.StringVar(&f.secretName, "memberlist-secret-name", "herald-memberlist", `Secret (key "secretkey") the memberlist key is derived from; empty disables encryption`)
+	fs.StringVar(&f.peerSelector, "peer-pod-selector", "", "label selector of the speaker pods in --namespace whose IPs are the memberlist peers; empty uses every Node's InternalIP")
+	fs.DurationVar(&f.timings.ProbeInterval, "memberlist-probe-interval", d.ProbeInterval, "memberlist probe interval")
+	fs.DurationVar(&f.timings.ProbeTimeout, "memberlist-probe-timeout", d.ProbeTimeout, "memberlist direct probe timeout")
+	fs.IntVar(&f.timings.SuspicionMult, "memberlist-suspicion-mult", d.SuspicionMult, "memberlist suspicion timeout multiplier")
+	fs.DurationVar(&f.timings.GossipInterval, "memberlist-gossip-interval", d.GossipInterval, "memberlist gossip interval")
+	fs.DurationVar(&f.timings.PushPullInterval, "memberlist-push-pull-interval", d.PushPullInterval, "memberlist full state sync interval")
+	fs.IntVar(&f.garpCount, "gratuitous-count", 3, "gratuitous ARP / unsolicited NA packets sent on takeover; negative sends none")
+	fs.DurationVar(&f.garpInterval, "gratuitous-interval", 250*time.Millisecond, "time between gratuitous packets")
+	fs.DurationVar(&f.refresh, "gratuitous-refresh", 0, "re-send a gratuitous packet per owned IP at this interval; 0 disables")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7472", "address of the Prometheus metrics endpoint; empty disables")
+	fs.StringVar(&f.healthAddr, "health-addr", ":7473", "address of /healthz and /readyz; empty disables")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func run() error {
+	f, err := parseFlags()
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		os.Exit(2)
 	}
-	if *showVersion {
+	if f.showVersion {
 		fmt.Printf("herald-speaker %s\n", version.Version)
-		return
+		return nil
 	}
-	fmt.Fprintln(os.Stderr, "herald-speaker: not implemented yet")
-	os.Exit(1)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).
+		With(slog.String("node", f.nodeName))
+	if f.nodeName == "" {
+		return errors.New("--node-name (or $NODE_NAME) is required")
+	}
+	var peerSel labels.Selector
+	if f.peerSelector != "" {
+		if peerSel, err = labels.Parse(f.peerSelector); err != nil {
+			return fmt.Errorf("--peer-pod-selector: %w", err)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	rc, err := k8s.RESTConfig(f.kubeconfig, k8s.DefaultQPS, k8s.DefaultBurst, "herald-speaker/"+version.Version)
+	if err != nil {
+		return err
+	}
+	clients, err := k8s.NewClients(rc)
+	if err != nil {
+		return err
+	}
+	// Events are written until the process ends, not until SIGTERM, so that
+	// the last ones go out.
+	recCtx, stopRec := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRec()
+	rec := k8s.NewRecorder(recCtx, clients, "herald-speaker", f.nodeName, log)
+
+	sp, err := speaker.New(speaker.Config{
+		NodeName:  f.nodeName,
+		Namespace: f.namespace,
+		LBClass:   f.lbClass,
+		Clients:   clients,
+		Recorder:  rec,
+		Membership: membership.Config{
+			BindAddr:      f.bindAddr,
+			BindPort:      f.bindPort,
+			AdvertiseAddr: f.advertiseAddr,
+			Timings:       f.timings,
+		},
+		SecretName:   f.secretName,
+		PeerSelector: peerSel,
+		Layer2: layer2.Options{
+			GratuitousCount:    f.garpCount,
+			GratuitousInterval: f.garpInterval,
+			RefreshInterval:    f.refresh,
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	srvCtx, stopServers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServers()
+	if f.metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(speaker.NewCollector(sp), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if err := serve(srvCtx, f.metricsAddr, mux, log); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
+	if f.healthAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !sp.Ready() {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		if err := serve(srvCtx, f.healthAddr, mux, log); err != nil {
+			return fmt.Errorf("--health-addr: %w", err)
+		}
+	}
+
+	log.Info("starting", slog.String("version", version.Version))
+	err = sp.Run(ctx)
+	log.Info("exiting")
+	return err
+}
+
+// serve listens on addr at once (so a busy port fails the start) and
+// serves h until ctx ends.
+func serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", slog.String("addr", addr), slog.Any("error", err))
+		}
+	}()
+	context.AfterFunc(ctx, func() { srv.Close() })
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -90,4 +91,21 @@ func skippedBySysfs(sysClassNet, name string) (bool, error) {
 		return false, fmt.Errorf("interface %s: parse flags %q: %w", name, b, err)
 	}
 	return flags&iffNoARP != 0, nil
+}
+
+// UsableInterfaces returns the names of the interfaces an [Announcer]
+// answers on (see its rules), sorted, for a speaker to publish to the
+// others so that they elect only nodes that have an advertisement's
+// interface. sysClassNet is normally /sys/class/net.
+func UsableInterfaces(sysClassNet string) ([]string, error) {
+	links, err := usableLinks(sysClassNet)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(links))
+	for _, l := range links {
+		names = append(names, l.ifi.Name)
+	}
+	slices.Sort(names)
+	return names, nil
 }

@@ -1,0 +1,947 @@
+package speaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/heraldlb/herald/internal/config"
+	"github.com/heraldlb/herald/internal/election"
+	"github.com/heraldlb/herald/internal/k8s"
+	"github.com/heraldlb/herald/internal/layer2"
+	"github.com/heraldlb/herald/internal/membership"
+)
+
+// Event reasons the speaker records.
+const (
+	ReasonAnnouncing          = "Announcing"
+	ReasonWithdrawn           = "Withdrawn"
+	ReasonIPVSStrictARP       = "IPVSWithoutStrictARP"
+	ReasonMemberlistKey       = "MemberlistKeyMismatch"
+	ReasonMemberlistNoSecret  = "MemberlistSecretMissing"
+	endpointSliceServiceIndex = "service"
+)
+
+// SecretKey is the key of the memberlist Secret's data that holds the
+// shared secret.
+const SecretKey = "secretkey"
+
+// Config configures a [Speaker].
+type Config struct {
+	// NodeName is this node's name. Required.
+	NodeName string
+	// Namespace is the speaker's namespace, where its Secret and pods are.
+	Namespace string
+	// LBClass is the loadBalancerClass the speaker serves; empty serves the
+	// Services without a class.
+	LBClass string
+	// Clients reach the API server.
+	Clients *k8s.Clients
+	// Recorder records events; nil records none.
+	Recorder record.EventRecorder
+	// Membership configures the memberlist member. The speaker fills in
+	// Name (NodeName), AdvertiseAddr (the Node's InternalIP, when empty),
+	// Secret, Meta and OnKeyMismatch.
+	Membership membership.Config
+	// SecretName names the Secret the memberlist key is derived from (data
+	// key "secretkey"). Empty disables encryption (not for production).
+	SecretName string
+	// PeerSelector, if set, selects the speaker pods in Namespace whose IPs
+	// are the peers (see [PodPeers]); otherwise every Node's InternalIP is
+	// (see [NodePeers]).
+	PeerSelector labels.Selector
+	// Layer2 are the announcer's options; Logger and Stats are filled in.
+	Layer2 layer2.Options
+	// SysClassNet and ProcSysNet locate the node's interfaces and sysctls.
+	// Defaults /sys/class/net and /proc/sys/net.
+	SysClassNet, ProcSysNet string
+	// InterfacePoll is how often the interfaces are listed again. Default 2s.
+	InterfacePoll time.Duration
+	// Logger receives the log. Nil discards.
+	Logger *slog.Logger
+}
+
+// Speaker runs the layer 2 speaker of one node. Create it with [New], run
+// it with [Speaker.Run].
+type Speaker struct {
+	cfg  Config
+	log  *slog.Logger
+	rec  record.EventRecorder
+	self string
+
+	announcer *layer2.Announcer
+	cluster   atomic.Pointer[membership.Cluster]
+	ready     atomic.Bool
+	ipvsWarn  atomic.Bool
+
+	// Informers and listers.
+	factory  informers.SharedInformerFactory
+	podFact  informers.SharedInformerFactory
+	herald   *k8s.HeraldInformers
+	services corelisters.ServiceLister
+	nodes    corelisters.NodeLister
+	slices   cache.Indexer
+	peers    PeerSource
+
+	pend pending
+
+	// State below is owned by the loop goroutine.
+	conf       *config.Config
+	advs       *Advertisements
+	table      *election.Table
+	groups     *Groups
+	infos      map[string]*ServiceInfo     // service name -> info
+	keyIPs     map[string][]netip.Addr     // group key -> announceable IPs
+	keyMembers map[string][]string         // group key -> service names
+	alive      map[string][]byte           // live member -> meta
+	announced  map[string]announcement     // group key -> what this node answers
+	lastPeers  []string                    // last list handed to the joiner
+	joinCh     chan []string               // to the joiner
+	ownIfaces  []string                    // interfaces published in meta
+	metaSet    bool                        // ownIfaces were published
+	announcedN [2]atomic.Int64             // IPv4, IPv6 IPs answered
+	mismatch   chan membership.KeyMismatch // from memberlist to the loop
+}
+
+// announcement is what this node answers for one group key.
+type announcement struct {
+	ips    []netip.Addr
+	ifaces []string // nil: every interface
+}
+
+// pending collects what informers report until the loop handles it, so that
+// a burst of events costs one pass per object.
+type pending struct {
+	mu       sync.Mutex
+	services map[string]struct{}
+	nodes    map[string]struct{}
+	config   bool
+	peers    bool
+	signal   chan struct{}
+}
+
+func (p *pending) mark(f func()) {
+	p.mu.Lock()
+	f()
+	p.mu.Unlock()
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pending) service(key string) {
+	p.mark(func() { p.services[key] = struct{}{} })
+}
+
+func (p *pending) node(name string) {
+	p.mark(func() { p.nodes[name] = struct{}{}; p.peers = true })
+}
+
+// take returns and clears what is pending.
+func (p *pending) take() (services, nodes []string, cfg, peers bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k := range p.services {
+		services = append(services, k)
+	}
+	for k := range p.nodes {
+		nodes = append(nodes, k)
+	}
+	clear(p.services)
+	clear(p.nodes)
+	cfg, peers = p.config, p.peers
+	p.config, p.peers = false, false
+	slices.Sort(services)
+	slices.Sort(nodes)
+	return services, nodes, cfg, peers
+}
+
+// New returns a speaker; it does nothing until Run.
+func New(cfg Config) (*Speaker, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("speaker: node name is required")
+	}
+	if cfg.Clients == nil {
+		return nil, errors.New("speaker: clients are required")
+	}
+	if cfg.SysClassNet == "" {
+		cfg.SysClassNet = "/sys/class/net"
+	}
+	if cfg.ProcSysNet == "" {
+		cfg.ProcSysNet = "/proc/sys/net"
+	}
+	if cfg.InterfacePoll <= 0 {
+		cfg.InterfacePoll = 2 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Speaker{
+		cfg:        cfg,
+		log:        log,
+		rec:        cfg.Recorder,
+		self:       cfg.NodeName,
+		table:      election.NewTable(),
+		groups:     NewGroups(),
+		infos:      make(map[string]*ServiceInfo),
+		keyIPs:     make(map[string][]netip.Addr),
+		keyMembers: make(map[string][]string),
+		alive:      make(map[string][]byte),
+		announced:  make(map[string]announcement),
+		joinCh:     make(chan []string, 1),
+		mismatch:   make(chan membership.KeyMismatch, 16),
+		advs:       NewAdvertisements(nil),
+		pend: pending{
+			services: make(map[string]struct{}),
+			nodes:    make(map[string]struct{}),
+			signal:   make(chan struct{}, 1),
+		},
+	}
+	opts := cfg.Layer2
+	opts.Logger = log.With(slog.String("component", "layer2"))
+	s.announcer = layer2.NewAnnouncer(layer2.AnnouncerConfig{Options: opts, SysClassNet: cfg.SysClassNet})
+	if err := s.setupInformers(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Announcer returns the speaker's announcer, for its counters.
+func (s *Speaker) Announcer() *layer2.Announcer { return s.announcer }
+
+// Ready reports whether the speaker has synced its caches and joined the
+// memberlist: it then answers for what it owns.
+func (s *Speaker) Ready() bool { return s.ready.Load() }
+
+func (s *Speaker) setupInformers() error {
+	c := s.cfg.Clients
+	s.factory = informers.NewSharedInformerFactory(c.Kube, 0)
+	svcInf := s.factory.Core().V1().Services()
+	nodeInf := s.factory.Core().V1().Nodes()
+	esInf := s.factory.Discovery().V1().EndpointSlices()
+	s.services = svcInf.Lister()
+	s.nodes = nodeInf.Lister()
+	if err := esInf.Informer().AddIndexers(cache.Indexers{endpointSliceServiceIndex: sliceServiceKeys}); err != nil {
+		return fmt.Errorf("speaker: endpointslice index: %w", err)
+	}
+	s.slices = esInf.Informer().GetIndexer()
+
+	svcKey := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			s.pend.service(key)
+		}
+	}
+	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    svcKey,
+		UpdateFunc: func(_, obj any) { svcKey(obj) },
+		DeleteFunc: svcKey,
+	}); err != nil {
+		return fmt.Errorf("speaker: service handler: %w", err)
+	}
+	sliceKey := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		keys, _ := sliceServiceKeys(obj)
+		for _, k := range keys {
+			s.pend.service(k)
+		}
+	}
+	if _, err := esInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    sliceKey,
+		UpdateFunc: func(_, obj any) { sliceKey(obj) },
+		DeleteFunc: sliceKey,
+	}); err != nil {
+		return fmt.Errorf("speaker: endpointslice handler: %w", err)
+	}
+	nodeKey := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			s.pend.node(key)
+		}
+	}
+	if _, err := nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    nodeKey,
+		UpdateFunc: func(_, obj any) { nodeKey(obj) },
+		DeleteFunc: nodeKey,
+	}); err != nil {
+		return fmt.Errorf("speaker: node handler: %w", err)
+	}
+
+	s.herald = k8s.NewHeraldInformers(c, 0)
+	cfgDirty := func(any) { s.pend.mark(func() { s.pend.config = true }) }
+	if err := s.herald.AddHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    cfgDirty,
+		UpdateFunc: func(_, obj any) { cfgDirty(obj) },
+		DeleteFunc: cfgDirty,
+	}); err != nil {
+		return fmt.Errorf("speaker: configuration handler: %w", err)
+	}
+
+	port := s.cfg.Membership.AdvertisePort
+	if port == 0 {
+		port = s.cfg.Membership.BindPort
+	}
+	if s.cfg.PeerSelector != nil {
+		sel := s.cfg.PeerSelector
+		s.podFact = informers.NewSharedInformerFactoryWithOptions(c.Kube, 0,
+			informers.WithNamespace(s.cfg.Namespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
+		podInf := s.podFact.Core().V1().Pods()
+		peersDirty := func(any) { s.pend.mark(func() { s.pend.peers = true }) }
+		if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    peersDirty,
+			UpdateFunc: func(_, obj any) { peersDirty(obj) },
+			DeleteFunc: peersDirty,
+		}); err != nil {
+			return fmt.Errorf("speaker: pod handler: %w", err)
+		}
+		s.peers = &PodPeers{Pods: podInf.Lister().Pods(s.cfg.Namespace), Selector: sel, Self: s.self, Port: port}
+	} else {
+		s.peers = &NodePeers{Nodes: s.nodes, Self: s.self, Port: port}
+	}
+	return nil
+}
+
+// sliceServiceKeys indexes an EndpointSlice by its Service's key.
+func sliceServiceKeys(obj any) ([]string, error) {
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	name := es.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil, nil
+	}
+	return []string{es.Namespace + "/" + name}, nil
+}
+
+// Run runs the speaker until ctx ends, then stops answering, leaves the
+// memberlist and returns. It returns an error if it could not start.
+func (s *Speaker) Run(ctx context.Context) error {
+	infCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopInformers()
+	s.factory.Start(infCtx.Done())
+	s.herald.Run(infCtx)
+	if s.podFact != nil {
+		s.podFact.Start(infCtx.Done())
+	}
+	defer func() {
+		stopInformers()
+		s.factory.Shutdown()
+		if s.podFact != nil {
+			s.podFact.Shutdown()
+		}
+	}()
+	synced := []cache.InformerSynced{s.herald.HasSynced}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("speaker: caches not synced: %w", ctx.Err())
+	}
+	for typ, ok := range s.factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("speaker: %v cache not synced: %w", typ, ctx.Err())
+		}
+	}
+	if s.podFact != nil {
+		for typ, ok := range s.podFact.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("speaker: %v cache not synced: %w", typ, ctx.Err())
+			}
+		}
+	}
+	s.log.Info("caches synced")
+
+	cluster, err := s.startMembership(ctx)
+	if err != nil {
+		return err
+	}
+	s.cluster.Store(cluster)
+
+	// The announcer outlives ctx until the loop has stopped, so that the
+	// speaker stops answering exactly when it decides to.
+	annCtx, stopAnnouncer := context.WithCancel(context.WithoutCancel(ctx))
+	annDone := make(chan struct{})
+	go func() {
+		defer close(annDone)
+		if err := s.announcer.Run(annCtx); err != nil {
+			s.log.Error("announcer stopped", slog.Any("error", err))
+		}
+	}()
+	joinCtx, stopJoiner := context.WithCancel(ctx)
+	joinDone := make(chan struct{})
+	go func() {
+		defer close(joinDone)
+		s.joinLoop(joinCtx, cluster)
+	}()
+
+	s.checkIPVS()
+	s.ready.Store(true)
+	s.loop(ctx, cluster)
+	s.ready.Store(false)
+
+	// Withdraw first: once memberlist says we left, another node answers,
+	// and two answering nodes would split the clients.
+	stopJoiner()
+	<-joinDone
+	stopAnnouncer()
+	<-annDone
+	s.log.Info("stopped answering; leaving the memberlist")
+	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for range cluster.Events() {
+		}
+	}()
+	err = cluster.Leave(leaveCtx)
+	<-drained
+	if err != nil {
+		s.log.Warn("leave", slog.Any("error", err))
+	}
+	s.log.Info("left the memberlist")
+	return nil
+}
+
+// startMembership reads the Secret and starts the memberlist member.
+func (s *Speaker) startMembership(ctx context.Context) (*membership.Cluster, error) {
+	mc := s.cfg.Membership
+	mc.Name = s.self
+	if mc.Logger == nil {
+		mc.Logger = s.log.With(slog.String("component", "membership"))
+	}
+	if mc.AdvertiseAddr == "" {
+		n, err := s.nodes.Get(s.self)
+		if err != nil {
+			return nil, fmt.Errorf("speaker: node %s: %w (it is needed for its InternalIP)", s.self, err)
+		}
+		mc.AdvertiseAddr = NodeInternalIP(n)
+		if mc.AdvertiseAddr == "" {
+			return nil, fmt.Errorf("speaker: node %s has no InternalIP to advertise to the memberlist", s.self)
+		}
+		if mc.BindAddr == "" {
+			mc.BindAddr = mc.AdvertiseAddr
+		}
+	}
+	if s.cfg.SecretName != "" {
+		secret, err := s.readSecret(ctx)
+		if err != nil {
+			return nil, err
+		}
+		mc.Secret = secret
+	}
+	ifaces, err := layer2.UsableInterfaces(s.cfg.SysClassNet)
+	if err != nil {
+		s.log.Warn("cannot list interfaces", slog.Any("error", err))
+	} else {
+		s.ownIfaces, s.metaSet = ifaces, true
+		mc.Meta = EncodeMeta(ifaces)
+	}
+	mc.OnKeyMismatch = func(m membership.KeyMismatch) {
+		select {
+		case s.mismatch <- m:
+		default:
+		}
+	}
+	cluster, err := membership.New(mc)
+	if err != nil {
+		return nil, fmt.Errorf("speaker: %w", err)
+	}
+	s.log.Info("memberlist started", slog.String("addr", cluster.LocalAddr().String()), slog.Any("interfaces", ifaces))
+	return cluster, nil
+}
+
+// readSecret waits for the memberlist Secret, which the installation
+// creates, and returns its key.
+func (s *Speaker) readSecret(ctx context.Context) ([]byte, error) {
+	warned := false
+	for {
+		sec, err := s.cfg.Clients.Kube.CoreV1().Secrets(s.cfg.Namespace).Get(ctx, s.cfg.SecretName, metav1.GetOptions{})
+		if err == nil {
+			if b := sec.Data[SecretKey]; len(b) > 0 {
+				return b, nil
+			}
+			err = fmt.Errorf("secret %s/%s has no key %q", s.cfg.Namespace, s.cfg.SecretName, SecretKey)
+		} else if apierrors.IsNotFound(err) {
+			err = fmt.Errorf("secret %s/%s not found", s.cfg.Namespace, s.cfg.SecretName)
+		} else {
+			err = fmt.Errorf("read secret %s/%s: %w", s.cfg.Namespace, s.cfg.SecretName, err)
+		}
+		if !warned {
+			s.log.Error("waiting for the memberlist secret", slog.Any("error", err))
+			s.nodeEvent(corev1.EventTypeWarning, ReasonMemberlistNoSecret, "%v; the speaker waits for it", err)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("speaker: %w", err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// joinLoop joins the peers it is handed, and again while some are missing:
+// at once after a change, every second while alone, every ten seconds
+// otherwise.
+func (s *Speaker) joinLoop(ctx context.Context, cluster *membership.Cluster) {
+	var peers, joined []string
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case peers = <-s.joinCh:
+		case <-t.C:
+		}
+		members := len(cluster.Members())
+		if len(peers) > 0 && (!slices.Equal(peers, joined) || members < len(peers)+1) {
+			n, err := cluster.Join(peers)
+			switch {
+			case errors.Is(err, membership.ErrKeyMismatch):
+				s.reportMismatch(membership.KeyMismatch{Detail: err.Error()})
+			case err != nil && n == 0:
+				s.log.Warn("memberlist join failed", slog.Any("peers", peers), slog.Any("error", err))
+			case err != nil:
+				s.log.Debug("memberlist join incomplete", slog.Int("contacted", n), slog.Any("error", err))
+			default:
+				s.log.Info("memberlist joined", slog.Int("contacted", n))
+			}
+			if n > 0 {
+				joined = peers
+			}
+			members = len(cluster.Members())
+		}
+		switch {
+		case len(peers) == 0:
+			t.Reset(time.Hour)
+		case members <= 1:
+			t.Reset(time.Second)
+		default:
+			t.Reset(10 * time.Second)
+		}
+	}
+}
+
+// loop is the speaker's single decision goroutine: it owns the table and
+// the announcement state.
+func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
+	ifTick := time.NewTicker(s.cfg.InterfacePoll)
+	defer ifTick.Stop()
+	ipvsTick := time.NewTicker(time.Minute)
+	defer ipvsTick.Stop()
+	s.pend.mark(func() { s.pend.config, s.pend.peers = true, true })
+	events := cluster.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				s.log.Error("memberlist stopped")
+				<-ctx.Done()
+				return
+			}
+			s.memberEvent(ev)
+		case <-s.pend.signal:
+			s.process()
+		case m := <-s.mismatch:
+			s.reportMismatch(m)
+		case <-ifTick.C:
+			s.pollInterfaces(ctx, cluster)
+		case <-ipvsTick.C:
+			s.checkIPVS()
+		}
+	}
+}
+
+// memberEvent applies one membership change, and any that are queued
+// behind it, before reconciling.
+func (s *Speaker) memberEvent(ev membership.Event) {
+	changed := map[string]bool{}
+	apply := func(ev membership.Event) {
+		name := ev.Member.Name
+		if ev.Type == membership.EventLeave {
+			delete(s.alive, name)
+		} else {
+			s.alive[name] = ev.Member.Meta
+		}
+		changed[name] = true
+		s.log.Info("member "+ev.Type.String(), slog.String("member", name), slog.String("addr", ev.Member.Addr.String()))
+	}
+	apply(ev)
+	events := s.cluster.Load().Events()
+drain:
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				break drain
+			}
+			apply(ev)
+		default:
+			break drain
+		}
+	}
+	keys := make(map[string]bool)
+	for name := range changed {
+		s.syncNode(name, keys)
+	}
+	s.reconcile(keys)
+}
+
+// syncNode makes the table's candidate match memberlist and the Node
+// object, adding the keys whose owner changed to keys.
+func (s *Speaker) syncNode(name string, keys map[string]bool) {
+	meta, alive := s.alive[name]
+	n, err := s.nodes.Get(name)
+	var changes []election.Change
+	if !alive || err != nil {
+		if _, ok := s.table.Node(name); ok {
+			changes = s.table.RemoveNode(name)
+		}
+	} else {
+		cand := NodeOf(n, DecodeMeta(meta))
+		if old, ok := s.table.Node(name); ok && sameNode(old, cand) {
+			return
+		}
+		changes = s.table.SetNode(cand)
+	}
+	for _, c := range changes {
+		keys[c.Key] = true
+	}
+}
+
+// process handles what the informers reported.
+func (s *Speaker) process() {
+	services, nodes, cfgDirty, peersDirty := s.pend.take()
+	keys := make(map[string]bool)
+	if cfgDirty {
+		s.rebuildConfig(keys)
+	}
+	for _, name := range nodes {
+		s.syncNode(name, keys)
+	}
+	for _, name := range services {
+		s.syncService(name, keys)
+	}
+	s.reconcile(keys)
+	if peersDirty {
+		peers, err := s.peers.Peers()
+		if err != nil {
+			s.log.Warn("list peers", slog.Any("error", err))
+		} else if !slices.Equal(peers, s.lastPeers) {
+			s.lastPeers = peers
+			select {
+			case <-s.joinCh:
+			default:
+			}
+			s.joinCh <- peers
+		}
+	}
+}
+
+// rebuildConfig takes a new configuration snapshot and re-elects every
+// group once.
+func (s *Speaker) rebuildConfig(keys map[string]bool) {
+	pools, l2, bgp, peers, bfd, comms := s.herald.Lists()
+	cfg, problems := config.Build(config.Input{
+		Pools: pools, L2Advertisements: l2, BGPAdvertisements: bgp, Peers: peers, BFDProfiles: bfd, Communities: comms,
+	}, s.conf)
+	for _, p := range problems {
+		s.log.Debug("configuration problem", slog.String("problem", p.Error()))
+	}
+	s.conf = cfg
+	s.advs = NewAdvertisements(cfg)
+	s.log.Info("configuration loaded", slog.Int("pools", len(cfg.Pools)), slog.Int("l2Advertisements", len(cfg.L2Advertisements)))
+	for key := range s.keyMembers {
+		s.elect(key, keys)
+	}
+}
+
+// syncService re-reads one Service and re-elects the groups it was and is in.
+func (s *Speaker) syncService(name string, keys map[string]bool) {
+	var ips []netip.Addr
+	delete(s.infos, name)
+	if svc, err := s.serviceByKey(name); err == nil {
+		var eps []*discoveryv1.EndpointSlice
+		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			objs, _ := s.slices.ByIndex(endpointSliceServiceIndex, name)
+			for _, o := range objs {
+				eps = append(eps, o.(*discoveryv1.EndpointSlice))
+			}
+		}
+		if info, ok := ServiceInfoOf(svc, eps, s.cfg.LBClass); ok {
+			s.infos[name] = &info
+			ips = info.IPs
+		}
+	}
+	touched, gone := s.groups.Set(name, ips)
+	for _, key := range gone {
+		delete(s.keyMembers, key)
+		delete(s.keyIPs, key)
+		for _, c := range s.table.RemoveService(key) {
+			keys[c.Key] = true
+		}
+		keys[key] = true
+	}
+	for _, g := range touched {
+		s.keyMembers[g.Key] = g.Members
+		s.elect(g.Key, keys)
+	}
+}
+
+func (s *Speaker) serviceByKey(key string) (*corev1.Service, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return s.services.Services(ns).Get(name)
+}
+
+// elect rebuilds the election input of one group and re-elects it.
+func (s *Speaker) elect(key string, keys map[string]bool) {
+	members := make([]*ServiceInfo, 0, len(s.keyMembers[key]))
+	for _, m := range s.keyMembers[key] {
+		if info := s.infos[m]; info != nil {
+			members = append(members, info)
+		}
+	}
+	svc, ips := s.advs.Elect(key, members)
+	s.keyIPs[key] = ips
+	s.table.SetService(svc)
+	// The IPs or interfaces may change without the owner changing.
+	keys[key] = true
+}
+
+// reconcile makes the announcer answer for exactly the IPs of the given
+// keys that this node owns: withdrawals first, so that an IP moving between
+// keys ends up announced.
+func (s *Speaker) reconcile(keys map[string]bool) {
+	if len(keys) == 0 {
+		return
+	}
+	self, selfOK := s.table.Node(s.self)
+	type step struct {
+		key       string
+		want      announcement
+		have      announcement
+		owned     bool
+		wasActive bool
+	}
+	var steps []step
+	for key := range keys {
+		st := step{key: key, have: s.announced[key]}
+		st.wasActive = len(st.have.ips) > 0
+		if owner, ok := s.table.Owner(key); ok && owner == s.self && selfOK && len(s.keyIPs[key]) > 0 {
+			svc, _ := s.table.Service(key)
+			names, all := svc.Interfaces(&self)
+			if !all {
+				if names == nil {
+					names = []string{}
+				}
+				st.want.ifaces = names
+			}
+			st.want.ips = s.keyIPs[key]
+			st.owned = true
+		}
+		steps = append(steps, st)
+	}
+	slices.SortFunc(steps, func(a, b step) int { return strings.Compare(a.key, b.key) })
+	for _, st := range steps {
+		for _, ip := range st.have.ips {
+			if !slices.Contains(st.want.ips, ip) {
+				s.announcer.Withdraw(ip)
+				s.countIP(ip, -1)
+			}
+		}
+	}
+	for _, st := range steps {
+		for _, ip := range st.want.ips {
+			had := slices.Contains(st.have.ips, ip)
+			if had && slices.Equal(st.have.ifaces, st.want.ifaces) && (st.have.ifaces == nil) == (st.want.ifaces == nil) {
+				continue
+			}
+			s.announcer.Announce(ip, st.want.ifaces)
+			if !had {
+				s.countIP(ip, 1)
+				s.announceEvent(st.key, ip, st.want.ifaces)
+			}
+		}
+		if st.owned {
+			s.announced[st.key] = st.want
+		} else {
+			delete(s.announced, st.key)
+			if st.wasActive {
+				s.withdrawEvent(st.key, st.have.ips)
+			}
+		}
+	}
+}
+
+func (s *Speaker) countIP(ip netip.Addr, d int64) {
+	i := 0
+	if ip.Is6() {
+		i = 1
+	}
+	s.announcedN[i].Add(d)
+}
+
+// protocol names the neighbour protocol of ip.
+func protocol(ip netip.Addr) string {
+	if ip.Is4() {
+		return "ARP"
+	}
+	return "NDP"
+}
+
+func (s *Speaker) announceEvent(key string, ip netip.Addr, want []string) {
+	ifaces := s.announcer.Interfaces(ip)
+	where := strings.Join(ifaces, ",")
+	switch {
+	case len(ifaces) > 0:
+	case want == nil:
+		where = "every usable interface"
+	default:
+		where = strings.Join(want, ",") + " (not up yet)"
+	}
+	msg := fmt.Sprintf("announcing %s from node %s on %s via %s", ip, s.self, where, protocol(ip))
+	s.log.Info("announcing", slog.String("ip", ip.String()), slog.String("key", key), slog.String("interfaces", where))
+	s.serviceEvents(key, corev1.EventTypeNormal, ReasonAnnouncing, msg)
+}
+
+func (s *Speaker) withdrawEvent(key string, ips []netip.Addr) {
+	owner, ok := s.table.Owner(key)
+	next := "no node is eligible now"
+	if ok {
+		next = "node " + owner + " takes over"
+	}
+	strs := make([]string, len(ips))
+	for i, ip := range ips {
+		strs[i] = ip.String()
+	}
+	msg := fmt.Sprintf("node %s stopped announcing %s; %s", s.self, strings.Join(strs, ","), next)
+	s.log.Info("withdrawn", slog.String("key", key), slog.Any("ips", strs), slog.String("next", next))
+	members := s.keyMembers[key]
+	if len(members) == 0 {
+		return // the Services are gone or lost their IPs: nobody to tell
+	}
+	s.serviceEvents(key, corev1.EventTypeNormal, ReasonWithdrawn, msg)
+}
+
+func (s *Speaker) serviceEvents(key, typ, reason, msg string) {
+	if s.rec == nil {
+		return
+	}
+	for _, name := range s.keyMembers[key] {
+		if svc, err := s.serviceByKey(name); err == nil {
+			s.rec.Event(svc, typ, reason, msg)
+		}
+	}
+}
+
+// nodeEvent records an event on this node's Node object.
+func (s *Speaker) nodeEvent(typ, reason, format string, args ...any) {
+	if s.rec == nil {
+		return
+	}
+	// The kubelet refers to its Node by name as UID, too.
+	var obj runtime.Object = &corev1.ObjectReference{Kind: "Node", Name: s.self, UID: types.UID(s.self)}
+	if n, err := s.nodes.Get(s.self); err == nil {
+		obj = n
+	}
+	s.rec.Eventf(obj, typ, reason, format, args...)
+}
+
+// reportMismatch logs and records a memberlist key mismatch. The counter is
+// the membership package's.
+func (s *Speaker) reportMismatch(m membership.KeyMismatch) {
+	s.log.Error("memberlist encryption key mismatch: a speaker uses another Secret; the cluster is split",
+		slog.String("peer", m.From), slog.String("detail", m.Detail))
+	from := m.From
+	if from == "" {
+		from = "a peer"
+	}
+	s.nodeEvent(corev1.EventTypeWarning, ReasonMemberlistKey,
+		"memberlist traffic from %s could not be decrypted: the speakers use different memberlist Secrets (%s)", from, m.Detail)
+}
+
+// checkIPVS warns once when kube-proxy's IPVS mode lacks strictARP.
+func (s *Speaker) checkIPVS() {
+	warn, err := layer2.CheckIPVSStrictARP(s.cfg.SysClassNet, s.cfg.ProcSysNet)
+	if err != nil {
+		s.log.Warn("IPVS strictARP check failed", slog.Any("error", err))
+		return
+	}
+	was := s.ipvsWarn.Swap(warn != "")
+	if warn != "" && !was {
+		s.log.Error(warn)
+		s.nodeEvent(corev1.EventTypeWarning, ReasonIPVSStrictARP, "%s", warn)
+	}
+}
+
+// pollInterfaces publishes this node's interfaces when they change.
+func (s *Speaker) pollInterfaces(ctx context.Context, cluster *membership.Cluster) {
+	ifaces, err := layer2.UsableInterfaces(s.cfg.SysClassNet)
+	if err != nil {
+		s.log.Warn("cannot list interfaces", slog.Any("error", err))
+		return
+	}
+	if s.metaSet && slices.Equal(ifaces, s.ownIfaces) {
+		return
+	}
+	mctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := cluster.SetMeta(mctx, EncodeMeta(ifaces)); err != nil {
+		s.log.Warn("publish interfaces", slog.Any("error", err))
+	}
+	s.log.Info("interfaces changed", slog.Any("interfaces", ifaces))
+	s.ownIfaces, s.metaSet = ifaces, true
+	// memberlist reports our own update as an event, which re-elects.
+}
+
+// AnnouncedIPs returns how many IPv4 and IPv6 addresses this node answers
+// for.
+func (s *Speaker) AnnouncedIPs() (v4, v6 int64) {
+	return s.announcedN[0].Load(), s.announcedN[1].Load()
+}
+
+// Members returns how many live members the memberlist has, 0 before it
+// started.
+func (s *Speaker) Members() int {
+	if c := s.cluster.Load(); c != nil {
+		return len(c.Members())
+	}
+	return 0
+}
+
+// KeyMismatches returns the memberlist key mismatch count.
+func (s *Speaker) KeyMismatches() uint64 {
+	if c := s.cluster.Load(); c != nil {
+		return c.KeyMismatches()
+	}
+	return 0
+}
+
+// IPVSWithoutStrictARP reports whether the last IPVS check warned.
+func (s *Speaker) IPVSWithoutStrictARP() bool { return s.ipvsWarn.Load() }
