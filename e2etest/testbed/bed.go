@@ -312,7 +312,9 @@ func (b *Bed) claim(ctx context.Context) error {
 // build creates everything but the transit link.
 func (b *Bed) build(ctx context.Context) error {
 	begin := time.Now()
-	phase := func(name string) { b.Log.Debug("ready", "part", name, "after", time.Since(begin).Round(time.Millisecond)) }
+	phase := func(name string) {
+		b.Log.Debug("ready", "part", name, "after", time.Since(begin).Round(time.Millisecond))
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := b.startEtcd(gctx); err != nil {
@@ -423,8 +425,13 @@ func (b *Bed) saveState() error {
 }
 
 // startProcess starts and records a process of the bed.
-func (b *Bed) startProcess(_ context.Context, ns NSName, name, bin string, args ...string) (*Process, error) {
-	p, err := startProcess(string(ns), name, filepath.Join(b.RunDir, "logs"), b.opts.Detached, append([]string{bin}, args...)...)
+func (b *Bed) startProcess(ctx context.Context, ns NSName, name, bin string, args ...string) (*Process, error) {
+	return b.startProcessEnv(ctx, ns, name, nil, bin, args...)
+}
+
+// startProcessEnv is startProcess with extra environment variables.
+func (b *Bed) startProcessEnv(_ context.Context, ns NSName, name string, env []string, bin string, args ...string) (*Process, error) {
+	p, err := startProcess(string(ns), name, filepath.Join(b.RunDir, "logs"), b.opts.Detached, env, append([]string{bin}, args...)...)
 	if err != nil {
 		return nil, err
 	}

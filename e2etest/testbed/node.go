@@ -190,9 +190,17 @@ func (n *Node) LinkUp(ctx context.Context) error {
 
 // Start starts bin with args inside the node namespace and records it; stop
 // it with Process.Stop or Process.Kill. name is used for the log file and
-// must be unique in the bed (for example "speaker-node1").
+// must be unique in the bed (for example "speaker-node1"). Like a DaemonSet
+// pod with the downward API, the process gets NODE_NAME set to the node's
+// name.
 func (n *Node) Start(ctx context.Context, name, bin string, args ...string) (*Process, error) {
-	return n.bed.startProcess(ctx, NSName(n.Name0()), name, bin, args...)
+	return n.StartEnv(ctx, name, nil, bin, args...)
+}
+
+// StartEnv is Start with extra environment variables ("KEY=value").
+func (n *Node) StartEnv(ctx context.Context, name string, env []string, bin string, args ...string) (*Process, error) {
+	env = append([]string{"NODE_NAME=" + n.Name}, env...)
+	return n.bed.startProcessEnv(ctx, NSName(n.Name0()), name, env, bin, args...)
 }
 
 // StartProcess starts bin inside ns (or the root namespace when ns is "")

@@ -43,7 +43,7 @@ type ProcessRecord struct {
 // logDir/name.log. Detached processes get their own session, so that they
 // outlive the program that started them (the CLI); others are killed by the
 // kernel when the starting thread dies.
-func startProcess(ns, name, logDir string, detached bool, argv ...string) (*Process, error) {
+func startProcess(ns, name, logDir string, detached bool, env []string, argv ...string) (*Process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -58,6 +58,9 @@ func startProcess(ns, name, logDir string, detached bool, argv ...string) (*Proc
 	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if detached {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	} else {

@@ -1,0 +1,128 @@
+package testbed
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestParseNeighbors(t *testing.T) {
+	out := []byte(`[{"dst":"198.18.0.11","dev":"eth0","lladdr":"aa:bb:cc:dd:ee:01","state":["REACHABLE"]},` +
+		`{"dst":"fe80::1","dev":"eth0","lladdr":"aa:bb:cc:dd:ee:02","router":null,"state":["STALE"]},` +
+		`{"dst":"198.18.0.12","dev":"eth0","state":["FAILED"]}]`)
+	got, err := parseNeighbors(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("got %d neighbours, want 3", len(got))
+	}
+	for _, tc := range []struct {
+		desc   string
+		n      Neighbor
+		dst    string
+		ll     string
+		state  string
+		router bool
+	}{
+		{"reachable v4", got[0], "198.18.0.11", "aa:bb:cc:dd:ee:01", "REACHABLE", false},
+		{"v6 router", got[1], "fe80::1", "aa:bb:cc:dd:ee:02", "STALE", true},
+		{"failed without lladdr", got[2], "198.18.0.12", "", "FAILED", false},
+	} {
+		if tc.n.Dst != tc.dst || tc.n.LLAddr != tc.ll || len(tc.n.State) != 1 || tc.n.State[0] != tc.state || tc.n.Router != tc.router {
+			t.Errorf("%s: got %+v", tc.desc, tc.n)
+		}
+	}
+	if n, err := parseNeighbors([]byte("\n")); err != nil || n != nil {
+		t.Errorf("empty table: %v %v", n, err)
+	}
+}
+
+func TestAddressPlan(t *testing.T) {
+	for _, tc := range []struct {
+		desc string
+		addr netip.Addr
+		in   netip.Prefix
+	}{
+		{"node on fabric", NodeIP(3), FabricPrefix},
+		{"node v6 on fabric", NodeIP6(3), FabricPrefix6},
+		{"pod in node range", PodIP(2, 5), PodCIDR(2)},
+		{"pod v6 in node range", PodIP6(2, 5), PodCIDR6(2)},
+		{"L2 pool on fabric", L2PoolLast, FabricPrefix},
+		{"L2 v6 pool on fabric", L2PoolLast6, FabricPrefix6},
+	} {
+		if !tc.in.Contains(tc.addr) {
+			t.Errorf("%s: %s not in %s", tc.desc, tc.addr, tc.in)
+		}
+	}
+	for s := 0; s < maxSlots; s++ {
+		root, fab := transitAddrs(s)
+		p := transitPrefix(s)
+		if !p.Contains(root) || !p.Contains(fab) || root == fab || !TransitPrefix.Contains(root) {
+			t.Fatalf("slot %d: %s %s %s", s, root, fab, p)
+		}
+	}
+	// Nothing of the plan may touch the machine's own network.
+	machine := netip.MustParsePrefix("192.0.2.0/24")
+	for _, r := range ReservedRanges {
+		if r.Overlaps(machine) {
+			t.Errorf("reserved range %s overlaps %s", r, machine)
+		}
+	}
+	for _, p := range []netip.Prefix{FabricPrefix, ServiceCIDR, ExternalPrefix, BGPPoolPrefix, TransitPrefix, PodCIDR(60)} {
+		inside := false
+		for _, r := range ReservedRanges {
+			if r.Contains(p.Addr()) {
+				inside = true
+			}
+		}
+		if !inside {
+			t.Errorf("%s is outside the reserved ranges", p)
+		}
+	}
+}
+
+func TestPrefixPattern(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prefix string
+	}{
+		{"hl1234a-node1", "hl1234a"},
+		{"hl1234a", "hl1234a"},
+		{"hl1234a-fab", "hl1234a"},
+		{"hl-node1", ""},
+		{"hl1234-node1", ""},
+		{"hlx1234a-node1", ""},
+		{"eth0", ""},
+	} {
+		m := prefixRE.FindStringSubmatch(tc.name)
+		got := ""
+		if m != nil {
+			got = m[1]
+		}
+		if got != tc.prefix {
+			t.Errorf("%s: prefix %q, want %q", tc.name, got, tc.prefix)
+		}
+	}
+	if !transitLinkRE.MatchString("hl99a-fab") || transitLinkRE.MatchString("hl99a-node1") {
+		t.Error("transit link pattern")
+	}
+}
+
+func TestParseRouteDst(t *testing.T) {
+	for _, tc := range []struct {
+		dst  string
+		want string
+		ok   bool
+	}{
+		{"default", "", false},
+		{"198.18.0.0/24", "198.18.0.0/24", true},
+		{"198.18.0.7", "198.18.0.7/32", true},
+		{"2001:db8::/32", "2001:db8::/32", true},
+		{"fe80::/64", "fe80::/64", true},
+	} {
+		p, ok := parseRouteDst(tc.dst, false)
+		if ok != tc.ok || (ok && p.String() != tc.want) {
+			t.Errorf("%s: got %v %v", tc.dst, p, ok)
+		}
+	}
+}
