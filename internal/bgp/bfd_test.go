@@ -58,9 +58,9 @@ func TestBFD(t *testing.T) {
 		run(t, "nsenter", append(ns, "link", "set", bfdIfName, "up")...)
 	}
 
-	// GoBGP's BFD at 100 ms sometimes flaps once or twice right after
-	// start-up (seen on a loaded 2-CPU machine); each flap resets BGP, so
-	// allow for a few reconnections.
+	// 300 ms x 3, the profile the design's figures use. At 100 ms x 3,
+	// GoBGP's BFD flapped now and then on this 2-CPU machine under a load
+	// average of 11; each flap resets BGP, so allow for a few.
 	speaker.expect(t, "BFD_UP", 40*time.Second)
 	router.expect(t, "BFD_UP", 20*time.Second)
 	router.expect(t, "ROUTE", 30*time.Second)
@@ -73,15 +73,17 @@ func TestBFD(t *testing.T) {
 	sdown := speaker.expect(t, "SESSION_DOWN", 10*time.Second)
 	routerTook := time.Duration(gone.nanos - cut.nanos)
 	speakerTook := time.Duration(sdown.nanos - cut.nanos)
-	t.Logf("BFD 100ms x3: route gone at the router %v after the link cut; speaker session down after %v (%s)",
+	t.Logf("BFD 300ms x3: route gone at the router %v after the link cut; speaker session down after %v (%s)",
 		routerTook.Round(time.Millisecond), speakerTook.Round(time.Millisecond), sdown.rest)
-	fmt.Printf("BFD 100ms x3 detection: router drops the route in %v, speaker drops the session in %v\n",
+	fmt.Printf("BFD 300ms x3 detection: router drops the route in %v, speaker drops the session in %v\n",
 		routerTook.Round(time.Millisecond), speakerTook.Round(time.Millisecond))
-	if routerTook > 1200*time.Millisecond {
-		t.Errorf("router took %v to drop the route, want < 1.2 s with BFD 100ms x3", routerTook)
+	// Detection takes at most 900 ms; the hold time is 30 s. Allow for a
+	// loaded machine, but far below what the hold timer could explain.
+	if routerTook > 2*time.Second {
+		t.Errorf("router took %v to drop the route, want < 2 s with BFD 300ms x3", routerTook)
 	}
-	if speakerTook > 1200*time.Millisecond {
-		t.Errorf("speaker took %v to drop the session, want < 1.2 s with BFD 100ms x3", speakerTook)
+	if speakerTook > 2*time.Second {
+		t.Errorf("speaker took %v to drop the session, want < 2 s with BFD 300ms x3", speakerTook)
 	}
 }
 
@@ -216,7 +218,7 @@ func bfdHelperMain() int {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	bfd := &api.BfdPeerConfig{Enabled: true, DesiredMinimumTxInterval: 100000, RequiredMinimumReceive: 100000, DetectionMultiplier: 3}
+	bfd := &api.BfdPeerConfig{Enabled: true, DesiredMinimumTxInterval: 300000, RequiredMinimumReceive: 300000, DetectionMultiplier: 3}
 	if os.Getenv(bfdHelperEnv) == "router" {
 		return bfdRouter(ctx, bfd, say, fail)
 	}
@@ -311,7 +313,7 @@ func bfdSpeaker(ctx context.Context, cmds <-chan string, say func(string, ...any
 		Name: "router", PeerASN: ebgpASN, Address: netip.MustParseAddr(bfdRouterIP),
 		SourceAddress: netip.MustParseAddr(bfdSpeakerIP),
 		HoldTime:      30 * time.Second, ConnectTime: time.Second,
-		BFD: &BFD{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond, DetectMultiplier: 3},
+		BFD: &BFD{ReceiveInterval: 300 * time.Millisecond, TransmitInterval: 300 * time.Millisecond, DetectMultiplier: 3},
 	}})
 	if err != nil {
 		return fail(err)
