@@ -47,14 +47,14 @@ func (n *Node) plumb(ctx context.Context) error {
 		gw = RouterFabricIP
 	}
 	steps := [][]string{
-		{"ip", "-n", n.Name0(), "route", "add", "default", "via", gw.String()},
-		{"ip", "-n", n.Name0(), "route", "add", TransitPrefix.String(), "via", FabricGateway.String()},
-		{"ip", "netns", "exec", n.Name0(), "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
+		{"ip", "-n", n.nsName(), "route", "add", "default", "via", gw.String()},
+		{"ip", "-n", n.nsName(), "route", "add", TransitPrefix.String(), "via", FabricGateway.String()},
+		{"ip", "netns", "exec", n.nsName(), "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
 	}
 	if n.IP6.IsValid() {
-		steps = append(steps, []string{"ip", "netns", "exec", n.Name0(), "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"})
+		steps = append(steps, []string{"ip", "netns", "exec", n.nsName(), "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"})
 		if b.opts.Router {
-			steps = append(steps, []string{"ip", "-n", n.Name0(), "-6", "route", "add", "default", "via", RouterFabricIP6.String()})
+			steps = append(steps, []string{"ip", "-n", n.nsName(), "-6", "route", "add", "default", "via", RouterFabricIP6.String()})
 		}
 	}
 	// Pod ranges of the other nodes are reached through those nodes, as
@@ -63,9 +63,9 @@ func (n *Node) plumb(ctx context.Context) error {
 		if k == n.Index {
 			continue
 		}
-		steps = append(steps, []string{"ip", "-n", n.Name0(), "route", "add", PodCIDR(k).String(), "via", NodeIP(k).String()})
+		steps = append(steps, []string{"ip", "-n", n.nsName(), "route", "add", PodCIDR(k).String(), "via", NodeIP(k).String()})
 		if n.IP6.IsValid() {
-			steps = append(steps, []string{"ip", "-n", n.Name0(), "-6", "route", "add", PodCIDR6(k).String(), "via", NodeIP6(k).String()})
+			steps = append(steps, []string{"ip", "-n", n.nsName(), "-6", "route", "add", PodCIDR6(k).String(), "via", NodeIP6(k).String()})
 		}
 	}
 	if err := runAll(ctx, steps); err != nil {
@@ -79,8 +79,8 @@ func (n *Node) plumb(ctx context.Context) error {
 	return nil
 }
 
-// Name0 is the namespace name (Node.Name is the Node object's name).
-func (n *Node) Name0() string { return n.NS.Name }
+// nsName is the namespace name (Node.Name is the Node object's name).
+func (n *Node) nsName() string { return n.NS.Name }
 
 // register creates the Node object with the node's fabric addresses as
 // InternalIPs and a Ready condition (there is no kubelet to set them).
@@ -156,7 +156,7 @@ nodePortAddresses: [primary]
 	if err != nil {
 		return err
 	}
-	p, err := b.startProcess(ctx, NSName(n.Name0()), "kube-proxy-"+n.Name, bin, "--config="+cfgPath, "--v=1")
+	p, err := b.startProcess(ctx, NSName(n.nsName()), "kube-proxy-"+n.Name, bin, "--config="+cfgPath, "--v=1")
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func (n *Node) Start(ctx context.Context, name, bin string, args ...string) (*Pr
 // StartEnv is Start with extra environment variables ("KEY=value").
 func (n *Node) StartEnv(ctx context.Context, name string, env []string, bin string, args ...string) (*Process, error) {
 	env = append([]string{"NODE_NAME=" + n.Name}, env...)
-	return n.bed.startProcessEnv(ctx, NSName(n.Name0()), name, env, bin, args...)
+	return n.bed.startProcessEnv(ctx, NSName(n.nsName()), name, env, bin, args...)
 }
 
 // StartProcess starts bin inside ns (or the root namespace when ns is "")

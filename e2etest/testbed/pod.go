@@ -35,7 +35,7 @@ type Pod struct {
 // node to the pod's veth with proxy ARP, and a default route via
 // 169.254.1.1 in the pod.
 func (p *Pod) plumb(ctx context.Context) error {
-	node := p.Node.Name0()
+	node := p.Node.nsName()
 	steps := [][]string{
 		{"ip", "netns", "add", p.NS.Name},
 		{"ip", "link", "add", "eth0", "netns", p.NS.Name, "type", "veth", "peer", "name", p.hostIf, "netns", node},

@@ -180,7 +180,7 @@ func CheckRootRoutes(ctx context.Context) (used []netip.Prefix, err error) {
 			return nil, fmt.Errorf("parse ip route: %w", err)
 		}
 		for _, r := range routes {
-			p, ok := parseRouteDst(r.Dst, fam == "-6")
+			p, ok := parseRouteDst(r.Dst)
 			if !ok {
 				continue
 			}
@@ -202,7 +202,7 @@ func CheckRootRoutes(ctx context.Context) (used []netip.Prefix, err error) {
 	return used, nil
 }
 
-func parseRouteDst(dst string, v6 bool) (netip.Prefix, bool) {
+func parseRouteDst(dst string) (netip.Prefix, bool) {
 	switch dst {
 	case "", "default":
 		return netip.Prefix{}, false

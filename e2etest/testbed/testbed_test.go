@@ -120,7 +120,7 @@ func TestParseRouteDst(t *testing.T) {
 		{"2001:db8::/32", "2001:db8::/32", true},
 		{"fe80::/64", "fe80::/64", true},
 	} {
-		p, ok := parseRouteDst(tc.dst, false)
+		p, ok := parseRouteDst(tc.dst)
 		if ok != tc.ok || (ok && p.String() != tc.want) {
 			t.Errorf("%s: got %v %v", tc.dst, p, ok)
 		}
