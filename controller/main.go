@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,7 +44,7 @@ func run() error {
 		healthAddr    = fs.String("health-addr", ":7473", "address of /healthz and /readyz; empty disables them")
 		leaderElect   = fs.Bool("leader-elect", false, "compete for a Lease so that only one replica allocates")
 		leaseName     = fs.String("lease-name", "herald-controller", "name of the leader-election Lease")
-		identity      = fs.String("identity", envOr("POD_NAME", hostname()), "this replica's name in leader election")
+		identity      = fs.String("identity", envOr("POD_NAME", hostname())+"_"+randomSuffix(), "this replica's name in leader election; unique per process, so a restarted replica does not mistake its predecessor's lease for its own")
 		leaseDuration = fs.Duration("lease-duration", 15*time.Second, "leader-election lease duration")
 		renewDeadline = fs.Duration("renew-deadline", 10*time.Second, "leader-election renew deadline")
 		retryPeriod   = fs.Duration("retry-period", 2*time.Second, "leader-election retry period")
@@ -141,6 +143,12 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func hostname() string {

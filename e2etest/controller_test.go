@@ -586,9 +586,16 @@ func TestControllerLeaderFailover(t *testing.T) {
 		if err := replicas[leader].Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		killed := time.Now()
 		<-replicas[leader].Exited()
 		churn(round + 10)
-		start(leader)
+		eventually(t, 30*time.Second, "the standby takes over", func() (bool, string) {
+			h := holder()
+			return h != leader && replicas[h] != nil && replicas[h].Running(), h
+		})
+		t.Logf("round %d: %s took over %s after the kill (lease 3s)", round, holder(), time.Since(killed).Round(10*time.Millisecond))
+		// A restarted replica comes back under a new identity, as a new pod.
+		start(fmt.Sprintf("replica-%d", round))
 	}
 	eventually(t, 60*time.Second, "every Service served", func() (bool, string) {
 		_, pending := svcIPIndex(t, bed, "ha")
