@@ -152,6 +152,22 @@ func Start(t testing.TB, opts Options) *Bed {
 	if err != nil {
 		t.Fatalf("test bed: %v", err)
 	}
+	// A test that hits go test's -timeout panics without running cleanups;
+	// tear the bed down just before that happens.
+	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if dl, ok := d.Deadline(); ok {
+			go func() {
+				timer := time.NewTimer(time.Until(dl) - 10*time.Second)
+				defer timer.Stop()
+				select {
+				case <-timer.C:
+					b.Log.Error("test deadline near: tearing the test bed down", "prefix", b.Prefix)
+					_ = b.Close()
+				case <-b.closed:
+				}
+			}()
+		}
+	}
 	t.Logf("test bed %s up in %v (%d nodes, router=%v, dual-stack=%v, kube-proxy=%s)", b.Prefix, b.StartDuration.Round(time.Millisecond), len(b.Nodes), opts.Router, opts.DualStack, b.opts.ProxyMode)
 	return b
 }
