@@ -229,6 +229,24 @@ func (b *l2Bed) ownerByMAC(ctx context.Context, ip netip.Addr) string {
 	return ""
 }
 
+// neighbourOwner is ownerByMAC for use off the test goroutine: errors give "".
+func (b *l2Bed) neighbourOwner(ctx context.Context, ip netip.Addr) string {
+	nb, err := b.ClientL2.Neighbors(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, e := range nb {
+		if e.Dst == ip.String() {
+			for name, mac := range b.macs {
+				if strings.EqualFold(mac, e.LLAddr) {
+					return name
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // get asks addr from the L2 client until it answers.
 func (b *l2Bed) get(ctx context.Context, ip netip.Addr, within time.Duration) testbed.Reply {
 	b.t.Helper()
@@ -514,12 +532,23 @@ func TestL2Failover(t *testing.T) {
 	}
 
 	measure := func(kind string, cut func(owner *testbed.Node), restore func(owner *testbed.Node)) []time.Duration {
-		var outages []time.Duration
+		var outages, handovers []time.Duration
 		for i := 0; i < runs; i++ {
 			owner := b.node(prepare())
 			p := startProbe(ctx, b.ClientL2.NS, testbed.HostPort(ip, 80), 10*time.Millisecond, time.Second)
 			time.Sleep(300 * time.Millisecond)
+			moved := make(chan time.Duration, 1)
 			cutAt := time.Now()
+			go func() {
+				for time.Since(cutAt) < 20*time.Second {
+					if o := b.neighbourOwner(ctx, ip); o != "" && o != owner.Name {
+						moved <- time.Since(cutAt)
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				moved <- -1
+			}()
 			cut(owner)
 			var out time.Duration
 			for {
@@ -535,9 +564,12 @@ func TestL2Failover(t *testing.T) {
 				}
 			}
 			p.stop()
+			mv := <-moved
 			newOwner := b.ownerByMAC(ctx, ip)
-			t.Logf("%s run %d: owner %s -> %s, outage %v", kind, i+1, owner.Name, newOwner, out.Round(time.Millisecond))
+			t.Logf("%s run %d: owner %s -> %s, client's neighbour entry moved after %v, outage %v",
+				kind, i+1, owner.Name, newOwner, mv.Round(time.Millisecond), out.Round(time.Millisecond))
 			outages = append(outages, out)
+			handovers = append(handovers, mv)
 			restore(owner)
 			b.waitMembers(ctx, len(b.Nodes))
 		}
@@ -545,6 +577,9 @@ func TestL2Failover(t *testing.T) {
 		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
 		t.Logf("FIGURE %s: %d runs, median %v, min %v, max %v", kind, runs, median(sorted).Round(time.Millisecond),
 			sorted[0].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond))
+		slices.Sort(handovers)
+		t.Logf("FIGURE %s: client's neighbour entry on the new owner after: median %v, min %v, max %v", kind,
+			median(handovers).Round(time.Millisecond), handovers[0].Round(time.Millisecond), handovers[len(handovers)-1].Round(time.Millisecond))
 		return sorted
 	}
 

@@ -32,8 +32,9 @@ func (a linkInfo) same(b linkInfo) bool {
 // usableLinks lists the interfaces to announce on: up, with an Ethernet
 // MAC, not loopback, not NOARP (kube-ipvs0, most tunnels), and not enslaved
 // to a bridge or bond (the master answers for them). ARP is answered where
-// the interface has an IPv4 address and NDP where it has an IPv6 link-local
-// one, which keeps pod veths without addresses out.
+// the interface has an IPv4 address, and NDP where it has an IPv6
+// link-local address and some other (IPv4 or global IPv6) address, which
+// keeps pod veths, that have only a link-local address, out.
 func usableLinks(sysClassNet string) ([]linkInfo, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
@@ -53,6 +54,7 @@ func usableLinks(sysClassNet string) ([]linkInfo, error) {
 			continue
 		}
 		l := linkInfo{ifi: ifi}
+		linkLocal6, routable := false, false
 		for _, a := range addrs {
 			p, err := netip.ParsePrefix(a.String())
 			if err != nil {
@@ -61,11 +63,16 @@ func usableLinks(sysClassNet string) ([]linkInfo, error) {
 			ip := p.Addr()
 			switch {
 			case ip.Is4():
-				l.arp = true
+				l.arp, routable = true, true
 			case ip.Is6() && ip.IsLinkLocalUnicast():
-				l.ndp = true
+				linkLocal6 = true
+			case ip.Is6():
+				routable = true
 			}
 		}
+		// A link-local address alone does not put a link on a segment
+		// clients use: every pod veth has one.
+		l.ndp = linkLocal6 && routable
 		if l.arp || l.ndp {
 			links = append(links, l)
 		}
