@@ -169,31 +169,39 @@ var transitLinkRE = regexp.MustCompile(`^hl[0-9]+[a-z]-fab$`)
 // address ranges (other beds' transit links excepted), so that a bed never
 // shadows the machine's own networks.
 func CheckRootRoutes(ctx context.Context) (used []netip.Prefix, err error) {
-	var conflicts []string
+	var routes []rootRoute
 	for _, fam := range []string{"-4", "-6"} {
 		out, err := run(ctx, "ip", "-j", fam, "route", "show", "table", "all")
 		if err != nil {
 			return nil, err
 		}
-		var routes []rootRoute
-		if err := json.Unmarshal([]byte(out), &routes); err != nil {
+		var rs []rootRoute
+		if err := json.Unmarshal([]byte(out), &rs); err != nil {
 			return nil, fmt.Errorf("parse ip route: %w", err)
 		}
-		for _, r := range routes {
-			p, ok := parseRouteDst(r.Dst)
-			if !ok {
+		routes = append(routes, rs...)
+	}
+	return checkRoutes(routes)
+}
+
+// checkRoutes returns the prefixes of other beds' transit links, or an error
+// naming every route that overlaps the bed's ranges.
+func checkRoutes(routes []rootRoute) (used []netip.Prefix, err error) {
+	var conflicts []string
+	for _, r := range routes {
+		p, ok := parseRouteDst(r.Dst)
+		if !ok {
+			continue
+		}
+		for _, res := range ReservedRanges {
+			if !p.Overlaps(res) {
 				continue
 			}
-			for _, res := range ReservedRanges {
-				if !p.Overlaps(res) {
-					continue
-				}
-				if transitLinkRE.MatchString(r.Dev) {
-					used = append(used, p)
-					continue
-				}
-				conflicts = append(conflicts, fmt.Sprintf("%s dev %s overlaps %s", r.Dst, r.Dev, res))
+			if transitLinkRE.MatchString(r.Dev) {
+				used = append(used, p)
+				continue
 			}
+			conflicts = append(conflicts, fmt.Sprintf("%s dev %s overlaps %s", r.Dst, r.Dev, res))
 		}
 	}
 	if len(conflicts) > 0 {

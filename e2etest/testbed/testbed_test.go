@@ -126,3 +126,25 @@ func TestParseRouteDst(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		desc     string
+		routes   []rootRoute
+		wantErr  bool
+		wantUsed int
+	}{
+		{desc: "machine routes only", routes: []rootRoute{{"default", "eth0"}, {"192.0.2.0/24", "eth0"}, {"fd00::/64", "eth0"}, {"fe80::/64", "eth0"}}},
+		{desc: "another bed's transit link", routes: []rootRoute{{"198.18.254.0/30", "hl77a-fab"}}, wantUsed: 1},
+		{desc: "fabric range on eth0", routes: []rootRoute{{"198.18.0.0/24", "eth0"}}, wantErr: true},
+		{desc: "covering route", routes: []rootRoute{{"198.0.0.0/8", "eth1"}}, wantErr: true},
+		{desc: "client network", routes: []rootRoute{{"198.51.100.7", "tun0"}}, wantErr: true},
+		{desc: "IPv6 documentation prefix", routes: []rootRoute{{"2001:db8:5::/48", "wg0"}}, wantErr: true},
+		{desc: "link named like a bed but not a transit link", routes: []rootRoute{{"198.18.0.0/24", "hl77a-node1"}}, wantErr: true},
+	} {
+		used, err := checkRoutes(tc.routes)
+		if (err != nil) != tc.wantErr || len(used) != tc.wantUsed {
+			t.Errorf("%s: used %v, err %v", tc.desc, used, err)
+		}
+	}
+}
