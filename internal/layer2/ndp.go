@@ -53,25 +53,16 @@ type NDPResponder struct {
 	groups map[netip.Addr]int
 }
 
-// ListenNDP opens an ICMPv6 socket on ifi's link-local address (it needs
-// CAP_NET_RAW), accepting only neighbour solicitations, and returns a
-// responder on it. The interface must have a link-local address; its
-// position among the interface's addresses does not matter.
+// ListenNDP opens a raw packet socket on ifi that receives every neighbour
+// solicitation, multicast or unicast (see rawNDPConn for why an ICMPv6
+// socket is not enough), plus an ICMPv6 socket on ifi's link-local address
+// to join the solicited-node multicast groups; it needs CAP_NET_RAW. The
+// interface must have a link-local address, in any position among its
+// addresses; it is the source of the advertisements.
 func ListenNDP(ifi *net.Interface, o Options) (*NDPResponder, error) {
-	conn, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+	conn, err := listenRawNDP(ifi)
 	if err != nil {
-		return nil, fmt.Errorf("interface %s: open NDP socket: %w", ifi.Name, err)
-	}
-	var f ipv6.ICMPFilter
-	f.SetAll(true)
-	f.Accept(ipv6.ICMPTypeNeighborSolicitation)
-	if err := conn.SetICMPFilter(&f); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("interface %s: set ICMPv6 filter: %w", ifi.Name, err)
-	}
-	if err := conn.SetControlMessage(ipv6.FlagHopLimit, true); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("interface %s: enable hop limit control messages: %w", ifi.Name, err)
+		return nil, err
 	}
 	r, err := NewNDPResponder(ifi, conn, o)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -218,7 +219,46 @@ func TestNetns(t *testing.T) {
 			}
 		})
 	}
+	// A stale entry is confirmed with a solicitation sent to the IP itself,
+	// unicast to the cached MAC: the kernel does not hand that one to an
+	// ICMPv6 socket, since the node does not hold the IP.
+	t.Run("IPv6 unicast solicitation", func(t *testing.T) {
+		run(t, "ip", "netns", "exec", nsB, "sysctl", "-qw", "net.ipv6.neigh."+vethB+".delay_first_probe_time=0")
+		run(t, "ip", "-n", nsB, "neigh", "replace", v6, "dev", vethB, "lladdr", macA, "nud", "stale")
+		start := time.Now()
+		exec.Command("ip", "netns", "exec", nsB, "bash", "-c", "echo x > /dev/udp/"+v6+"/9").Run()
+		var state []string
+		for time.Since(start) < 5*time.Second {
+			state = neighState(t, nsB, vethB, v6)
+			if slices.Contains(state, "REACHABLE") || slices.Contains(state, "FAILED") {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !slices.Contains(state, "REACHABLE") {
+			t.Fatalf("stale entry of %s went %v, want REACHABLE", v6, state)
+		}
+		t.Logf("stale entry of %s confirmed by unicast solicitation after %v", v6, time.Since(start).Round(time.Millisecond))
+	})
 	stop()
+}
+
+// neighState returns the states of B's neighbour entry for ip.
+func neighState(t *testing.T, ns, dev, ip string) []string {
+	var entries []struct {
+		Dst   string   `json:"dst"`
+		State []string `json:"state"`
+	}
+	out := run(t, "ip", "-n", ns, "-j", "neigh", "show", "to", ip, "dev", dev)
+	if err := json.Unmarshal([]byte(out), &entries); err != nil {
+		t.Fatalf("parse neighbours %q: %v", out, err)
+	}
+	for _, e := range entries {
+		if e.Dst == ip {
+			return e.State
+		}
+	}
+	return nil
 }
 
 // neighMAC returns the MAC B's kernel maps ip to, or "".
