@@ -88,8 +88,16 @@ func TestLoadBalancerPath(t *testing.T) {
 		}
 		found := false
 		for _, n := range nb {
-			if n.Dst == bed.Nodes[0].IP.String() && n.LLAddr != "" {
-				found = true
+			if n.Dst != bed.Nodes[0].IP.String() || n.LLAddr == "" {
+				continue
+			}
+			found = true
+			owner, err := bed.NodeByMAC(ctx, n.LLAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if owner != bed.Nodes[0] {
+				t.Errorf("neighbour %s at %s belongs to %v, want node1", n.Dst, n.LLAddr, owner)
 			}
 		}
 		if !found {
@@ -111,8 +119,8 @@ func TestLoadBalancerPath(t *testing.T) {
 		time.Sleep(time.Second)
 		r := p.Stop()
 		t.Logf("probes sent %d, failed %d, outages %d, longest %v, by pod %v", r.Sent, r.Failed, len(r.Outages), r.LongestOutage().Round(time.Millisecond), r.ByPod)
-		if len(r.Outages) != 1 || r.Open {
-			t.Fatalf("want one closed outage, got %+v (open=%v)", r.Outages, r.Open)
+		if len(r.Outages) != 1 || r.Outages[0].Open {
+			t.Fatalf("want one closed outage, got %+v", r.Outages)
 		}
 		if d := r.LongestOutage(); d < 800*time.Millisecond || d > 5*time.Second {
 			t.Errorf("outage %v, want about 1s", d)

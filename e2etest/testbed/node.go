@@ -2,10 +2,12 @@ package testbed
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -207,4 +209,35 @@ func (n *Node) StartEnv(ctx context.Context, name string, env []string, bin stri
 // and records it; the bed stops it at teardown if nobody did before.
 func (b *Bed) StartProcess(ctx context.Context, ns NSName, name, bin string, args ...string) (*Process, error) {
 	return b.startProcess(ctx, ns, name, bin, args...)
+}
+
+// MAC returns the hardware address of the node's fabric interface, as
+// another host's neighbour table shows it for the node.
+func (n *Node) MAC(ctx context.Context) (string, error) {
+	out, err := n.Output(ctx, "ip", "-j", "link", "show", "dev", Interface)
+	if err != nil {
+		return "", err
+	}
+	var links []struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		return "", fmt.Errorf("node %s: parse ip link: %q: %v", n.Name, out, err)
+	}
+	return links[0].Address, nil
+}
+
+// NodeByMAC returns the node whose fabric interface has hardware address mac
+// (any case), or nil: who answers ARP/NDP for an IP, as the client sees it.
+func (b *Bed) NodeByMAC(ctx context.Context, mac string) (*Node, error) {
+	for _, n := range b.Nodes {
+		m, err := n.MAC(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if strings.EqualFold(m, mac) {
+			return n, nil
+		}
+	}
+	return nil, nil
 }

@@ -44,7 +44,9 @@ func (p *Pod) plumb(ctx context.Context) error {
 		{"ip", "-n", p.NS.Name, "link", "set", "eth0", "up"},
 		{"ip", "-n", p.NS.Name, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"},
 		{"ip", "-n", p.NS.Name, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"},
-		{"ip", "netns", "exec", node, "sysctl", "-q", "-w", "net.ipv4.conf." + p.hostIf + ".proxy_arp=1"},
+		// Proxy ARP answers are delayed up to 0.8 s by default; Calico
+		// turns the delay off too.
+		{"ip", "netns", "exec", node, "sysctl", "-q", "-w", "net.ipv4.conf." + p.hostIf + ".proxy_arp=1", "net.ipv4.neigh." + p.hostIf + ".proxy_delay=0"},
 		{"ip", "-n", node, "link", "set", p.hostIf, "up"},
 		{"ip", "-n", node, "route", "add", netip.PrefixFrom(p.IP, 32).String(), "dev", p.hostIf},
 	}

@@ -3,6 +3,7 @@ package testbed
 import (
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func TestParseNeighbors(t *testing.T) {
@@ -146,5 +147,38 @@ func TestCheckRoutes(t *testing.T) {
 		if (err != nil) != tc.wantErr || len(used) != tc.wantUsed {
 			t.Errorf("%s: used %v, err %v", tc.desc, used, err)
 		}
+	}
+}
+
+func TestProbeReport(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// Out of order on purpose: probes finish in any order.
+	res := []ProbeResult{
+		{Sent: at(100), OK: false},
+		{Sent: at(0), OK: true, Pod: "a", Client: "198.18.0.100"},
+		{Sent: at(50), OK: false},
+		{Sent: at(150), OK: true, Pod: "b", Client: "198.18.0.100"},
+		{Sent: at(200), OK: true, Pod: "b", Client: "198.18.0.100"},
+		{Sent: at(250), OK: false},
+	}
+	r := makeReport(res)
+	if r.Sent != 6 || r.Failed != 3 || r.ByPod["b"] != 2 || r.Clients["198.18.0.100"] != 3 {
+		t.Fatalf("counts: %+v", r)
+	}
+	if len(r.Outages) != 2 {
+		t.Fatalf("outages: %+v", r.Outages)
+	}
+	if o := r.Outages[0]; o.Duration() != 100*time.Millisecond || o.Open {
+		t.Errorf("first outage %v open=%v, want 100ms closed", o.Duration(), o.Open)
+	}
+	if o := r.Outages[1]; !o.Open {
+		t.Errorf("last outage should be open: %+v", o)
+	}
+	if o, ok := r.OutageAfter(at(120)); !ok || !o.Start.Equal(at(50)) {
+		t.Errorf("OutageAfter: %+v %v", o, ok)
+	}
+	if r.LongestOutage() != 100*time.Millisecond {
+		t.Errorf("longest %v", r.LongestOutage())
 	}
 }
