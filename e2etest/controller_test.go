@@ -41,7 +41,7 @@ func controllerBed(t *testing.T, dualStack bool) *testbed.Bed {
 }
 
 // startController runs the controller binary in the root namespace.
-func startController(t *testing.T, bed *testbed.Bed, name string, args ...string) *testbed.Process {
+func startController(t testing.TB, bed *testbed.Bed, name string, args ...string) *testbed.Process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -73,7 +73,7 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func apply(t *testing.T, bed *testbed.Bed, yaml string) {
+func apply(t testing.TB, bed *testbed.Bed, yaml string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -84,7 +84,7 @@ func apply(t *testing.T, bed *testbed.Bed, yaml string) {
 
 // eventually polls cond every 50 ms until it holds or timeout passes; cond
 // returns a description of what it saw, for the failure message.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -112,7 +112,7 @@ type lbService struct {
 	lbIP        string
 }
 
-func createService(t *testing.T, bed *testbed.Bed, s lbService) {
+func createService(t testing.TB, bed *testbed.Bed, s lbService) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -135,7 +135,7 @@ func createService(t *testing.T, bed *testbed.Bed, s lbService) {
 	}
 }
 
-func getService(t *testing.T, bed *testbed.Bed, ns, name string) *corev1.Service {
+func getService(t testing.TB, bed *testbed.Bed, ns, name string) *corev1.Service {
 	t.Helper()
 	svc, err := bed.Client.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
@@ -153,7 +153,7 @@ func ingressIPs(svc *corev1.Service) []string {
 }
 
 // waitIPs waits until the Service's status shows exactly want.
-func waitIPs(t *testing.T, bed *testbed.Bed, ns, name string, want ...string) *corev1.Service {
+func waitIPs(t testing.TB, bed *testbed.Bed, ns, name string, want ...string) *corev1.Service {
 	t.Helper()
 	var svc *corev1.Service
 	eventually(t, 20*time.Second, fmt.Sprintf("service %s/%s gets %v", ns, name, want), func() (bool, string) {
@@ -171,7 +171,7 @@ func waitIPs(t *testing.T, bed *testbed.Bed, ns, name string, want ...string) *c
 
 // waitEvent waits for an event on a Service with reason whose message
 // contains msg.
-func waitEvent(t *testing.T, bed *testbed.Bed, ns, name, reason, msg string) {
+func waitEvent(t testing.TB, bed *testbed.Bed, ns, name, reason, msg string) {
 	t.Helper()
 	eventually(t, 20*time.Second, fmt.Sprintf("event %s %q on %s/%s", reason, msg, ns, name), func() (bool, string) {
 		list, err := bed.Client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
@@ -191,7 +191,7 @@ func waitEvent(t *testing.T, bed *testbed.Bed, ns, name, reason, msg string) {
 	})
 }
 
-func getPool(t *testing.T, bed *testbed.Bed, name string) *unstructured.Unstructured {
+func getPool(t testing.TB, bed *testbed.Bed, name string) *unstructured.Unstructured {
 	t.Helper()
 	ri, err := bed.Resource(poolGVK, "")
 	if err != nil {
@@ -223,7 +223,7 @@ func condition(u *unstructured.Unstructured, typ string) (string, string) {
 	return "", ""
 }
 
-func waitPool(t *testing.T, bed *testbed.Bed, name, what string, cond func(u *unstructured.Unstructured) bool) {
+func waitPool(t testing.TB, bed *testbed.Bed, name, what string, cond func(u *unstructured.Unstructured) bool) {
 	t.Helper()
 	eventually(t, 20*time.Second, "pool "+name+": "+what, func() (bool, string) {
 		u := getPool(t, bed, name)
@@ -444,7 +444,7 @@ func TestController(t *testing.T) {
 
 // svcIPIndex returns every address in Service status, mapped to its
 // holders, and the keys of the LoadBalancer Services without an address.
-func svcIPIndex(t *testing.T, bed *testbed.Bed, ns string) (map[string][]string, []string) {
+func svcIPIndex(t testing.TB, bed *testbed.Bed, ns string) (map[string][]string, []string) {
 	t.Helper()
 	list, err := bed.Client.CoreV1().Services(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
@@ -467,7 +467,7 @@ func svcIPIndex(t *testing.T, bed *testbed.Bed, ns string) (map[string][]string,
 	return holders, pending
 }
 
-func assertNoDuplicates(t *testing.T, holders map[string][]string) {
+func assertNoDuplicates(t testing.TB, holders map[string][]string) {
 	t.Helper()
 	for ip, h := range holders {
 		if len(h) > 1 {
@@ -478,7 +478,7 @@ func assertNoDuplicates(t *testing.T, holders map[string][]string) {
 
 // createMany creates n LoadBalancer Services named prefix-i in ns, with
 // parallel requests.
-func createMany(t *testing.T, bed *testbed.Bed, ns, prefix string, n int) {
+func createMany(t testing.TB, bed *testbed.Bed, ns, prefix string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	if err := bed.EnsureNamespace(ctx, ns); err != nil {
