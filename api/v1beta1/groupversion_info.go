@@ -23,6 +23,7 @@ func AddToScheme(s *runtime.Scheme) error {
 		&BGPPeer{}, &BGPPeerList{},
 		&BFDProfile{}, &BFDProfileList{},
 		&Community{}, &CommunityList{},
+		&BGPSessionState{}, &BGPSessionStateList{},
 	)
 	metav1AddToGroupVersion(s)
 	return nil
