@@ -62,6 +62,11 @@ test: unit ## Every test: unit, then the real control plane and data plane (root
 bench: ## Benchmarks of the decision packages, with their figures.
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
+.PHONY: bench-e2e
+bench-e2e: ## The controller backlog benchmark on the test bed (root): ceiling vs controller.
+	$(MAKE) -C e2etest deps kube
+	cd e2etest && $(GO) test -count=1 -run '^$$' -bench BenchmarkControllerBacklog -benchtime 1x -timeout 30m .
+
 .PHONY: testbed
 testbed: ## Bring the local test bed up (root) and print how to use it.
 	$(MAKE) -C e2etest up
