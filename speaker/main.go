@@ -1,5 +1,6 @@
 // Command speaker is Herald's speaker: it makes the network deliver the
-// load-balancer IPs its node owns (layer 2 mode: ARP and NDP). See
+// load-balancer IPs its node owns (layer 2 mode: ARP and NDP; BGP mode: an
+// embedded GoBGP server that advertises them to the BGPPeers). See
 // DESIGN.md for what it does; the logic is in internal/speaker.
 package main
 
@@ -45,6 +46,9 @@ type flags struct {
 	garpInterval, refresh                    time.Duration
 	metricsAddr, healthAddr, logLevel        string
 	showVersion                              bool
+	bgpDisabled                              bool
+	bgpListenPort                            uint
+	bgpStatusInterval, bgpShutdownTimeout    time.Duration
 }
 
 func parseFlags() (*flags, error) {
@@ -68,6 +72,10 @@ func parseFlags() (*flags, error) {
 	fs.IntVar(&f.garpCount, "gratuitous-count", 3, "gratuitous ARP / unsolicited NA packets sent on takeover; negative sends none")
 	fs.DurationVar(&f.garpInterval, "gratuitous-interval", 250*time.Millisecond, "time between gratuitous packets")
 	fs.DurationVar(&f.refresh, "gratuitous-refresh", 0, "re-send a gratuitous packet per owned IP at this interval; 0 disables")
+	fs.BoolVar(&f.bgpDisabled, "disable-bgp", false, "never start the embedded BGP server, even if BGPPeers select this node")
+	fs.UintVar(&f.bgpListenPort, "bgp-listen-port", 0, "accept BGP connections on this TCP port; 0 only dials out (so the node can run Calico or kube-router on 179)")
+	fs.DurationVar(&f.bgpStatusInterval, "bgp-status-interval", 10*time.Second, "refresh of the BGPSessionState objects (counters); state changes are written at once")
+	fs.DurationVar(&f.bgpShutdownTimeout, "bgp-shutdown-timeout", 3*time.Second, "on SIGTERM, how long to wait for the BGP withdrawals to be sent")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7472", "address of the Prometheus metrics endpoint; empty disables")
 	fs.StringVar(&f.healthAddr, "health-addr", ":7473", "address of /healthz and /readyz; empty disables")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -96,6 +104,9 @@ func run() error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).
 		With(slog.String("node", f.nodeName))
+	if f.bgpListenPort > 65535 {
+		return fmt.Errorf("--bgp-listen-port %d: not a port", f.bgpListenPort)
+	}
 	if f.nodeName == "" {
 		return errors.New("--node-name (or $NODE_NAME) is required")
 	}
@@ -141,6 +152,12 @@ func run() error {
 			GratuitousCount:    f.garpCount,
 			GratuitousInterval: f.garpInterval,
 			RefreshInterval:    f.refresh,
+		},
+		BGP: speaker.BGPConfig{
+			Disabled:        f.bgpDisabled,
+			ListenPort:      uint16(f.bgpListenPort),
+			StatusInterval:  f.bgpStatusInterval,
+			ShutdownTimeout: f.bgpShutdownTimeout,
 		},
 		Logger: log,
 	})

@@ -1,7 +1,12 @@
 package speaker
 
 import (
+	"context"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldlb/herald/internal/bgp"
 )
 
 // Collector exposes a speaker's figures to Prometheus. It reads the
@@ -13,6 +18,8 @@ type Collector struct {
 	announced, members, ipvs                      *prometheus.Desc
 	arpReq, arpRep, garp, ndpSol, ndpAdv, unsolNA *prometheus.Desc
 	malformed, sendErr, mismatches                *prometheus.Desc
+	bgpUp, bgpState, bgpPrefixes, bgpUpdates      *prometheus.Desc
+	bgpNotif, bfdUp, bgpAdvertised                *prometheus.Desc
 }
 
 // NewCollector returns the collector of s.
@@ -34,13 +41,22 @@ func NewCollector(s *Speaker) *Collector {
 		malformed:  d("layer2_malformed_packets_total", "Received ARP or NDP packets that could not be parsed."),
 		sendErr:    d("layer2_send_errors_total", "ARP or NDP packets that could not be sent."),
 		mismatches: d("memberlist_key_mismatches_total", "Memberlist packets that could not be decrypted: a speaker uses another Secret."),
+
+		bgpUp:         d("bgp_session_up", "1 when the BGP session to the peer is established.", "peer", "address"),
+		bgpState:      d("bgp_session_state", "The BGP session's FSM state: 1 for the current state.", "peer", "state"),
+		bgpPrefixes:   d("bgp_announced_prefixes", "Prefixes advertised on the session, by family.", "peer", "family"),
+		bgpUpdates:    d("bgp_updates_sent_total", "BGP UPDATE messages sent to the peer.", "peer"),
+		bgpNotif:      d("bgp_notifications_sent_total", "BGP NOTIFICATION messages sent to the peer.", "peer"),
+		bfdUp:         d("bfd_session_up", "1 when the BFD session with the peer is up; only peers with a BFD profile.", "peer"),
+		bgpAdvertised: d("bgp_advertised_prefixes", "Prefixes this node hands to its BGP server, all peers together."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.announced, c.members, c.ipvs, c.arpReq, c.arpRep, c.garp, c.ndpSol,
-		c.ndpAdv, c.unsolNA, c.malformed, c.sendErr, c.mismatches} {
+		c.ndpAdv, c.unsolNA, c.malformed, c.sendErr, c.mismatches,
+		c.bgpUp, c.bgpState, c.bgpPrefixes, c.bgpUpdates, c.bgpNotif, c.bfdUp, c.bgpAdvertised} {
 		ch <- d
 	}
 }
@@ -72,5 +88,46 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		{c.mismatches, c.s.KeyMismatches()},
 	} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
+	}
+	c.collectBGP(ch)
+}
+
+// collectBGP reports the sessions, read from the BGP server at scrape time.
+func (c *Collector) collectBGP(ch chan<- prometheus.Metric) {
+	if c.s.bgp == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.bgpAdvertised, prometheus.GaugeValue, float64(c.s.BGPAdvertised()))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	peers, err := c.s.BGPStatus(ctx)
+	if err != nil {
+		return
+	}
+	for _, p := range peers {
+		up := 0.0
+		if p.State == bgp.StateEstablished {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.bgpUp, prometheus.GaugeValue, up, p.Name, p.Address.String())
+		for st := bgp.StateIdle; st <= bgp.StateEstablished; st++ {
+			v := 0.0
+			if p.State == st {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.bgpState, prometheus.GaugeValue, v, p.Name, st.String())
+		}
+		for fam, n := range p.PrefixesSent {
+			ch <- prometheus.MustNewConstMetric(c.bgpPrefixes, prometheus.GaugeValue, float64(n), p.Name, fam)
+		}
+		ch <- prometheus.MustNewConstMetric(c.bgpUpdates, prometheus.CounterValue, float64(p.UpdatesSent), p.Name)
+		ch <- prometheus.MustNewConstMetric(c.bgpNotif, prometheus.CounterValue, float64(p.NotificationsSent), p.Name)
+		if p.BFD != bgp.BFDDisabled {
+			v := 0.0
+			if p.BFD == bgp.BFDUp {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.bfdUp, prometheus.GaugeValue, v, p.Name)
+		}
 	}
 }

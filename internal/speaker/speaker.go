@@ -76,11 +76,13 @@ type Config struct {
 	SysClassNet, ProcSysNet string
 	// InterfacePoll is how often the interfaces are listed again. Default 2s.
 	InterfacePoll time.Duration
+	// BGP configures BGP mode.
+	BGP BGPConfig
 	// Logger receives the log. Nil discards.
 	Logger *slog.Logger
 }
 
-// Speaker runs the layer 2 speaker of one node. Create it with [New], run
+// Speaker runs the speaker of one node: layer 2 and BGP mode. Create it with [New], run
 // it with [Speaker.Run].
 type Speaker struct {
 	cfg  Config
@@ -101,6 +103,9 @@ type Speaker struct {
 	nodes    corelisters.NodeLister
 	slices   cache.Indexer
 	peers    PeerSource
+	secFact  informers.SharedInformerFactory
+	secrets  corelisters.SecretNamespaceLister
+	bgp      *bgpMode // nil when BGP mode is disabled
 
 	pend pending
 
@@ -218,6 +223,9 @@ func New(cfg Config) (*Speaker, error) {
 			signal:   make(chan struct{}, 1),
 		},
 	}
+	if !cfg.BGP.Disabled {
+		s.bgp = newBGPMode(cfg.BGP)
+	}
 	opts := cfg.Layer2
 	opts.Logger = log.With(slog.String("component", "layer2"))
 	s.announcer = layer2.NewAnnouncer(layer2.AnnouncerConfig{Options: opts, SysClassNet: cfg.SysClassNet})
@@ -298,6 +306,20 @@ func (s *Speaker) setupInformers() error {
 		return fmt.Errorf("speaker: configuration handler: %w", err)
 	}
 
+	if s.cfg.Namespace != "" {
+		// BGPPeer passwords come from Secrets in the speaker's namespace.
+		s.secFact = informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithNamespace(s.cfg.Namespace))
+		secInf := s.secFact.Core().V1().Secrets()
+		if _, err := secInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    cfgDirty,
+			UpdateFunc: func(_, obj any) { cfgDirty(obj) },
+			DeleteFunc: cfgDirty,
+		}); err != nil {
+			return fmt.Errorf("speaker: secret handler: %w", err)
+		}
+		s.secrets = secInf.Lister().Secrets(s.cfg.Namespace)
+	}
+
 	port := s.cfg.Membership.AdvertisePort
 	if port == 0 {
 		port = s.cfg.Membership.BindPort
@@ -343,14 +365,18 @@ func (s *Speaker) Run(ctx context.Context) error {
 	defer stopInformers()
 	s.factory.Start(infCtx.Done())
 	s.herald.Run(infCtx)
-	if s.podFact != nil {
-		s.podFact.Start(infCtx.Done())
+	for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact} {
+		if f != nil {
+			f.Start(infCtx.Done())
+		}
 	}
 	defer func() {
 		stopInformers()
 		s.factory.Shutdown()
-		if s.podFact != nil {
-			s.podFact.Shutdown()
+		for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact} {
+			if f != nil {
+				f.Shutdown()
+			}
 		}
 	}()
 	synced := []cache.InformerSynced{s.herald.HasSynced}
@@ -362,8 +388,11 @@ func (s *Speaker) Run(ctx context.Context) error {
 			return fmt.Errorf("speaker: %v cache not synced: %w", typ, ctx.Err())
 		}
 	}
-	if s.podFact != nil {
-		for typ, ok := range s.podFact.WaitForCacheSync(ctx.Done()) {
+	for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact} {
+		if f == nil {
+			continue
+		}
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 			if !ok {
 				return fmt.Errorf("speaker: %v cache not synced: %w", typ, ctx.Err())
 			}
@@ -394,10 +423,31 @@ func (s *Speaker) Run(ctx context.Context) error {
 		s.joinLoop(joinCtx, cluster)
 	}()
 
+	// The status writer outlives ctx until the BGP server is shut down, so
+	// that its last pass reports the sessions as stopped.
+	var statusWG sync.WaitGroup
+	statusCtx, stopStatus := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStatus()
+	if s.bgp != nil {
+		statusWG.Add(1)
+		go s.statusWriter(statusCtx, &statusWG)
+	}
+
 	s.checkIPVS()
 	s.ready.Store(true)
 	s.loop(ctx, cluster)
 	s.ready.Store(false)
+
+	// BGP first: withdraw every prefix and send a Cease (or, with graceful
+	// restart, close the sessions so the routers keep the routes as stale).
+	// The routers move the traffic to the other nodes' paths at once.
+	if s.bgp != nil {
+		s.bgp.stopping.Store(true)
+		s.bgpShutdown(ctx)
+		s.log.Info("BGP stopped")
+		stopStatus()
+		statusWG.Wait()
+	}
 
 	// Withdraw first: once memberlist says we left, another node answers,
 	// and two answering nodes would split the clients.
@@ -564,7 +614,7 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 			}
 			s.memberEvent(ev)
 		case <-s.pend.signal:
-			s.process()
+			s.process(ctx)
 		case m := <-s.mismatch:
 			s.reportMismatch(m)
 		case <-ifTick.C:
@@ -633,7 +683,7 @@ func (s *Speaker) syncNode(name string, keys map[string]bool) {
 }
 
 // process handles what the informers reported.
-func (s *Speaker) process() {
+func (s *Speaker) process(ctx context.Context) {
 	services, nodes, cfgDirty, peersDirty := s.pend.take()
 	keys := make(map[string]bool)
 	if cfgDirty {
@@ -646,6 +696,7 @@ func (s *Speaker) process() {
 		s.syncService(name, keys)
 	}
 	s.reconcile(keys)
+	s.bgpSync(ctx, keys, cfgDirty)
 	if peersDirty {
 		peers, err := s.peers.Peers()
 		if err != nil {
@@ -665,15 +716,25 @@ func (s *Speaker) process() {
 // group once.
 func (s *Speaker) rebuildConfig(keys map[string]bool) {
 	pools, l2, bgp, peers, bfd, comms := s.herald.Lists()
+	secrets := map[string]map[string][]byte{}
+	if s.secrets != nil {
+		if list, err := s.secrets.List(labels.Everything()); err == nil {
+			for _, sec := range list {
+				secrets[sec.Name] = sec.Data
+			}
+		}
+	}
 	cfg, problems := config.Build(config.Input{
 		Pools: pools, L2Advertisements: l2, BGPAdvertisements: bgp, Peers: peers, BFDProfiles: bfd, Communities: comms,
+		Secrets: secrets,
 	}, s.conf)
 	for _, p := range problems {
 		s.log.Debug("configuration problem", slog.String("problem", p.Error()))
 	}
 	s.conf = cfg
 	s.advs = NewAdvertisements(cfg)
-	s.log.Info("configuration loaded", slog.Int("pools", len(cfg.Pools)), slog.Int("l2Advertisements", len(cfg.L2Advertisements)))
+	s.log.Info("configuration loaded", slog.Int("pools", len(cfg.Pools)), slog.Int("l2Advertisements", len(cfg.L2Advertisements)),
+		slog.Int("bgpAdvertisements", len(cfg.BGPAdvertisements)), slog.Int("bgpPeers", len(cfg.Peers)))
 	for key := range s.keyMembers {
 		s.elect(key, keys)
 	}

@@ -1,0 +1,516 @@
+package speaker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/heraldlb/herald/api/v1beta1"
+	"github.com/heraldlb/herald/internal/bgp"
+)
+
+// Event reasons of BGP mode, recorded on the speaker's Node.
+const (
+	ReasonBGPSessionUp   = "BGPSessionUp"
+	ReasonBGPSessionDown = "BGPSessionDown"
+	ReasonBGPPeerInvalid = "BGPPeerInvalid"
+)
+
+// resourceSessionStates is the resource of [v1beta1.BGPSessionState].
+const resourceSessionStates = "bgpsessionstates"
+
+// BGPConfig configures the speaker's BGP mode.
+type BGPConfig struct {
+	// Disabled turns BGP mode off: no GoBGP server is ever started.
+	Disabled bool
+	// ListenPort, if set, makes the server accept BGP connections on this
+	// port; zero only dials out, so the node can run another BGP daemon.
+	ListenPort uint16
+	// StatusInterval is how often the BGPSessionState objects are refreshed
+	// (prefix and update counts) besides on every session change.
+	// Default 10s.
+	StatusInterval time.Duration
+	// ShutdownTimeout bounds the withdrawal on shutdown. Default 3s.
+	ShutdownTimeout time.Duration
+}
+
+// bgpMode is the speaker's BGP half. The fields without a lock are owned
+// by the speaker's loop goroutine; the server pointer and the problems are
+// read by the status writer and the metrics collector too.
+type bgpMode struct {
+	cfg BGPConfig
+
+	server   atomic.Pointer[bgp.Speaker]
+	stopping atomic.Bool                       // shutting down: the status writer stops writing
+	problems atomic.Pointer[map[string]string] // peer -> why it is not as configured
+	kick     chan struct{}                     // wakes the status writer
+
+	// Loop-owned.
+	node     BGPNode
+	nodeOK   bool
+	plan     PeerPlan
+	keyAds   map[string][]bgp.Advertisement // group key -> what this node advertises
+	adsDirty bool
+	pushed   int // prefixes handed over in the last push, for logs
+}
+
+func newBGPMode(cfg BGPConfig) *bgpMode {
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = 10 * time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 3 * time.Second
+	}
+	return &bgpMode{cfg: cfg, kick: make(chan struct{}, 1), keyAds: make(map[string][]bgp.Advertisement)}
+}
+
+func (m *bgpMode) wake() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// bgpSync brings BGP mode up to date after the loop handled a batch:
+// the peers when the configuration or this node changed, and the
+// advertisements of the touched group keys (all of them when the
+// configuration or this node changed). Everything is pushed at once.
+func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged bool) {
+	m := s.bgp
+	if m == nil || s.conf == nil {
+		return
+	}
+	all := cfgChanged
+	if n, err := s.nodes.Get(s.self); err == nil {
+		bn := BGPNodeOf(n)
+		if !m.nodeOK || !bn.equal(m.node) {
+			m.node, m.nodeOK, all = bn, true, true
+		}
+	}
+	if !m.nodeOK {
+		return // our Node object is not known yet: no router ID, no labels
+	}
+	if all {
+		s.bgpSetPeers(ctx, PlanPeers(s.conf, m.node))
+		for key := range m.keyAds {
+			if _, ok := s.keyMembers[key]; !ok {
+				delete(m.keyAds, key)
+				m.adsDirty = true
+			}
+		}
+		for key := range s.keyMembers {
+			s.bgpPlanKey(key)
+		}
+	} else {
+		for key := range keys {
+			s.bgpPlanKey(key)
+		}
+	}
+	s.bgpPush(ctx)
+}
+
+// bgpPlanKey recomputes what this node advertises for one group key.
+func (s *Speaker) bgpPlanKey(key string) {
+	m := s.bgp
+	var ads []bgp.Advertisement
+	if names := s.keyMembers[key]; len(names) > 0 {
+		members := make([]*ServiceInfo, 0, len(names))
+		for _, name := range names {
+			if info := s.infos[name]; info != nil {
+				members = append(members, info)
+			}
+		}
+		ads = PlanAdvertisements(s.conf, m.node, members)
+	}
+	old, had := m.keyAds[key]
+	if len(ads) == 0 {
+		if had {
+			delete(m.keyAds, key)
+			m.adsDirty = true
+		}
+		return
+	}
+	if !had || !sameAdvertisements(old, ads) {
+		m.keyAds[key] = ads
+		m.adsDirty = true
+	}
+}
+
+// bgpPush hands the full advertisement set to the server when it changed.
+// The server diffs it, so only what changed goes on the wire.
+func (s *Speaker) bgpPush(ctx context.Context) {
+	m := s.bgp
+	sp := m.server.Load()
+	if !m.adsDirty || sp == nil {
+		return
+	}
+	keys := slices.Sorted(maps.Keys(m.keyAds))
+	var all []bgp.Advertisement
+	for _, k := range keys {
+		all = append(all, m.keyAds[k]...)
+	}
+	if err := sp.SetAdvertisements(ctx, all); err != nil {
+		s.log.Error("BGP advertisements", slog.Any("error", err))
+	}
+	m.adsDirty = false
+	if len(all) != m.pushed {
+		s.log.Debug("BGP advertisements pushed", slog.Int("advertisements", len(all)))
+		m.pushed = len(all)
+	}
+}
+
+// bgpSetPeers applies a new peer plan: it starts the server with the first
+// peer, restarts it when the router ID or ASN must change (GoBGP has one of
+// each per server), and stops it when no peer selects this node any more.
+func (s *Speaker) bgpSetPeers(ctx context.Context, plan PeerPlan) {
+	m := s.bgp
+	if reflect.DeepEqual(plan, m.plan) {
+		return
+	}
+	old := m.plan
+	m.plan = plan
+	problems := maps.Clone(plan.Problems)
+	for name, p := range problems {
+		if old.Problems[name] != p {
+			s.log.Warn("BGP peer not used as configured", slog.String("peer", name), slog.String("problem", p))
+			s.nodeEvent(corev1.EventTypeWarning, ReasonBGPPeerInvalid, "BGPPeer %s: %s", name, p)
+		}
+	}
+	defer func() {
+		m.problems.Store(&problems)
+		m.wake()
+	}()
+
+	sp := m.server.Load()
+	if sp != nil && (len(plan.Peers) == 0 || plan.RouterID != old.RouterID || plan.ASN != old.ASN) {
+		s.log.Info("stopping the BGP server", slog.Int("peers", len(plan.Peers)), slog.String("routerID", plan.RouterID.String()))
+		s.bgpShutdown(ctx)
+		sp = nil
+		m.adsDirty = true
+	}
+	if len(plan.Peers) == 0 {
+		return
+	}
+	if sp == nil {
+		if !plan.RouterID.Is4() {
+			msg := "no router ID: the node has no IPv4 InternalIP and no selected BGPPeer sets routerID"
+			for _, p := range plan.Peers {
+				problems[p.Name] = msg
+			}
+			s.log.Error("cannot start the BGP server", slog.String("problem", msg))
+			return
+		}
+		var err error
+		sp, err = bgp.New(s.log.With(slog.String("component", "bgp")), bgp.Config{
+			RouterID:       plan.RouterID,
+			ASN:            plan.ASN,
+			ListenPort:     m.cfg.ListenPort,
+			OnSessionEvent: s.onSessionEvent,
+		})
+		if err == nil {
+			err = sp.Start(ctx)
+		}
+		if err != nil {
+			s.log.Error("cannot start the BGP server", slog.Any("error", err))
+			for _, p := range plan.Peers {
+				problems[p.Name] = "BGP server: " + err.Error()
+			}
+			return
+		}
+		s.log.Info("BGP server started", slog.String("routerID", plan.RouterID.String()), slog.Uint64("asn", uint64(plan.ASN)))
+		m.server.Store(sp)
+		m.adsDirty = true
+	}
+	if err := sp.SetPeers(ctx, plan.Peers); err != nil {
+		s.log.Error("BGP peers", slog.Any("error", err))
+		for _, p := range plan.Peers {
+			if strings.Contains(err.Error(), p.Name) {
+				problems[p.Name] = err.Error()
+			}
+		}
+	}
+}
+
+// bgpShutdown withdraws every prefix and closes every session (without a
+// NOTIFICATION for graceful-restart peers), within the shutdown timeout.
+func (s *Speaker) bgpShutdown(ctx context.Context) {
+	m := s.bgp
+	sp := m.server.Swap(nil)
+	if sp == nil {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := sp.Shutdown(sctx); err != nil {
+		s.log.Warn("BGP shutdown", slog.Any("error", err))
+	}
+}
+
+// onSessionEvent records session changes as events on the Node and wakes
+// the status writer. It runs on the bgp package's event goroutine and must
+// not block.
+func (s *Speaker) onSessionEvent(e bgp.SessionEvent) {
+	switch {
+	case e.Up():
+		s.log.Info("BGP session established", slog.String("peer", e.Peer), slog.String("address", e.Address.String()))
+		s.nodeEvent(corev1.EventTypeNormal, ReasonBGPSessionUp, "BGP session to %s (%s) established", e.Peer, e.Address)
+	case e.Down():
+		reason := e.Reason
+		if reason == "" {
+			reason = "unknown reason"
+		}
+		s.log.Warn("BGP session down", slog.String("peer", e.Peer), slog.String("address", e.Address.String()), slog.String("reason", reason))
+		s.nodeEvent(corev1.EventTypeWarning, ReasonBGPSessionDown, "BGP session to %s (%s) went down: %s", e.Peer, e.Address, reason)
+	}
+	s.bgp.wake()
+}
+
+// BGPStatus returns the state of this node's sessions, nil when no BGP
+// server runs.
+func (s *Speaker) BGPStatus(ctx context.Context) ([]bgp.PeerStatus, error) {
+	if s.bgp == nil {
+		return nil, nil
+	}
+	sp := s.bgp.server.Load()
+	if sp == nil {
+		return nil, nil
+	}
+	return sp.Status(ctx)
+}
+
+// BGPAdvertised returns how many prefixes this node hands to its BGP
+// server.
+func (s *Speaker) BGPAdvertised() int {
+	if s.bgp == nil {
+		return 0
+	}
+	if sp := s.bgp.server.Load(); sp != nil {
+		return len(sp.Advertised())
+	}
+	return 0
+}
+
+// statusWriter keeps one BGPSessionState per peer of this node up to date:
+// on every session change and every StatusInterval. It runs until ctx ends.
+// When ctx ends it marks the sessions as stopped (the server is shut down
+// by then) and returns.
+func (s *Speaker) statusWriter(ctx context.Context, wg *sync.WaitGroup) {
+	defer wg.Done()
+	m := s.bgp
+	w := &sessionWriter{s: s, written: map[string]v1beta1.BGPSessionStateStatus{}, seen: map[string]seenState{}}
+	w.cleanup(ctx)
+	t := time.NewTicker(m.cfg.StatusInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			w.final(fctx)
+			cancel()
+			return
+		case <-m.kick:
+		case <-t.C:
+		}
+		if !m.stopping.Load() {
+			w.sync(ctx)
+		}
+	}
+}
+
+// seenState is what the writer remembers of a session between passes.
+type seenState struct {
+	state string
+	since time.Time
+}
+
+// sessionWriter writes BGPSessionState objects; it is owned by the status
+// writer goroutine.
+type sessionWriter struct {
+	s       *Speaker
+	written map[string]v1beta1.BGPSessionStateStatus // object name -> last written status
+	seen    map[string]seenState                     // peer -> last state
+}
+
+// SessionStateName returns the name of the BGPSessionState of node and
+// peer.
+func SessionStateName(node, peer string) string {
+	name := node + "-" + peer
+	if len(name) > 253 {
+		name = name[:253]
+	}
+	return name
+}
+
+// sync writes what changed since the last pass and deletes the objects of
+// peers this node no longer has.
+func (w *sessionWriter) sync(ctx context.Context) {
+	s := w.s
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	statuses, err := s.BGPStatus(sctx)
+	if err != nil {
+		s.log.Warn("BGP status", slog.Any("error", err))
+		return
+	}
+	want := map[string]v1beta1.BGPSessionStateStatus{}
+	now := time.Now()
+	for _, st := range statuses {
+		want[st.Name] = w.statusOf(st, now)
+	}
+	if p := s.bgp.problems.Load(); p != nil {
+		for name, problem := range *p {
+			st, ok := want[name]
+			if !ok {
+				st = w.statusOf(bgp.PeerStatus{Name: name, State: bgp.StateIdle}, now)
+			}
+			if st.LastError == "" || st.State != bgp.StateEstablished.String() {
+				st.LastError = problem
+			}
+			want[name] = st
+		}
+	}
+	for peer, st := range want {
+		name := SessionStateName(s.self, peer)
+		if old, ok := w.written[name]; ok && reflect.DeepEqual(old, st) {
+			continue
+		}
+		if err := w.apply(sctx, name, peer, st); err != nil {
+			s.log.Warn("write BGPSessionState", slog.String("name", name), slog.Any("error", err))
+			continue
+		}
+		w.written[name] = st
+	}
+	for name, st := range w.written {
+		if _, ok := want[st.Peer]; ok {
+			continue
+		}
+		if err := w.delete(sctx, name); err != nil {
+			s.log.Warn("delete BGPSessionState", slog.String("name", name), slog.Any("error", err))
+			continue
+		}
+		delete(w.written, name)
+		delete(w.seen, st.Peer)
+	}
+}
+
+func (w *sessionWriter) statusOf(st bgp.PeerStatus, now time.Time) v1beta1.BGPSessionStateStatus {
+	out := v1beta1.BGPSessionStateStatus{
+		Node:      w.s.self,
+		Peer:      st.Name,
+		State:     st.State.String(),
+		BFDState:  string(st.BFD),
+		LastError: st.LastError,
+	}
+	if st.Address.IsValid() {
+		out.PeerAddress = st.Address.String()
+	}
+	if st.LocalAddress.IsValid() {
+		out.LocalAddress = st.LocalAddress.String()
+	}
+	for _, n := range st.PrefixesSent {
+		out.PrefixesSent += int64(n)
+	}
+	out.UpdatesSent = int64(st.UpdatesSent)
+	if !st.EstablishedAt.IsZero() {
+		t := metav1.NewTime(st.EstablishedAt.Truncate(time.Second))
+		out.EstablishedTime = &t
+	}
+	seen, ok := w.seen[st.Name]
+	if !ok || seen.state != out.State {
+		seen = seenState{state: out.State, since: now}
+		w.seen[st.Name] = seen
+	}
+	t := metav1.NewTime(seen.since.Truncate(time.Second))
+	out.LastTransitionTime = &t
+	return out
+}
+
+// apply creates or replaces one object with server-side apply, so that no
+// read is needed first.
+func (w *sessionWriter) apply(ctx context.Context, name, peer string, st v1beta1.BGPSessionStateStatus) error {
+	s := w.s
+	obj := v1beta1.BGPSessionState{
+		TypeMeta: metav1.TypeMeta{APIVersion: v1beta1.GroupVersion.String(), Kind: "BGPSessionState"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: s.cfg.Namespace,
+			Labels: map[string]string{v1beta1.LabelSessionNode: s.self, v1beta1.LabelSessionPeer: peer},
+		},
+		Status: st,
+	}
+	body, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	force := true
+	err = s.cfg.Clients.Herald.Patch(types.ApplyPatchType).Namespace(s.cfg.Namespace).Resource(resourceSessionStates).Name(name).
+		VersionedParams(&metav1.PatchOptions{FieldManager: "herald-speaker", Force: &force}, metav1.ParameterCodec).
+		Body(body).Do(ctx).Error()
+	if err != nil {
+		return fmt.Errorf("apply %s/%s: %w", s.cfg.Namespace, name, err)
+	}
+	return nil
+}
+
+func (w *sessionWriter) delete(ctx context.Context, name string) error {
+	s := w.s
+	err := s.cfg.Clients.Herald.Delete().Namespace(s.cfg.Namespace).Resource(resourceSessionStates).Name(name).Do(ctx).Error()
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete %s/%s: %w", s.cfg.Namespace, name, err)
+	}
+	return nil
+}
+
+// cleanup remembers the objects an earlier run of this node's speaker
+// left, so that the first pass deletes those of peers that are gone.
+func (w *sessionWriter) cleanup(ctx context.Context) {
+	s := w.s
+	var list v1beta1.BGPSessionStateList
+	err := s.cfg.Clients.Herald.Get().Namespace(s.cfg.Namespace).Resource(resourceSessionStates).
+		VersionedParams(&metav1.ListOptions{LabelSelector: v1beta1.LabelSessionNode + "=" + s.self}, metav1.ParameterCodec).
+		Do(ctx).Into(&list)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			s.log.Warn("list BGPSessionStates", slog.Any("error", err))
+		}
+		return
+	}
+	for _, o := range list.Items {
+		st := o.Status
+		st.Peer = o.Labels[v1beta1.LabelSessionPeer]
+		st.State = "" // never equal to a live status: rewritten on the first pass
+		w.written[o.Name] = st
+	}
+}
+
+// final marks this node's sessions as stopped, after the server is shut
+// down, so that kubectl does not show a stale Established.
+func (w *sessionWriter) final(ctx context.Context) {
+	for name, st := range w.written {
+		if st.State == bgp.StateIdle.String() {
+			continue
+		}
+		st.State = bgp.StateIdle.String()
+		st.BFDState = ""
+		st.PrefixesSent = 0
+		st.LastError = "speaker stopped"
+		now := metav1.Now()
+		st.LastTransitionTime = &now
+		if err := w.apply(ctx, name, st.Peer, st); err != nil {
+			w.s.log.Debug("final BGPSessionState", slog.String("name", name), slog.Any("error", err))
+		}
+	}
+}
