@@ -3,6 +3,7 @@
 #   config/manifests/herald.yaml             kustomize build config/default
 #   config/manifests/herald-prometheus.yaml  kustomize build config/prometheus
 #   charts/herald/crds/*.yaml                copies of config/crd/bases
+#   charts/herald/files/                     copies of config/rbac and the PrometheusRule
 # kustomize is built from its Go module (hack/tools/kustomize) when needed.
 set -euo pipefail
 
@@ -35,3 +36,12 @@ mkdir -p config/manifests
 mkdir -p charts/herald/crds
 rm -f charts/herald/crds/*.yaml
 cp config/crd/bases/*.yaml charts/herald/crds/
+
+# The chart renders RBAC and the alerting rules from copies of config/, so
+# that they cannot drift.
+mkdir -p charts/herald/files/rbac
+rm -f charts/herald/files/rbac/*.yaml
+for f in config/rbac/*.yaml; do
+	[[ ${f##*/} == kustomization.yaml ]] || cp "$f" charts/herald/files/rbac/
+done
+cp config/prometheus/prometheusrule.yaml charts/herald/files/prometheusrule.yaml
