@@ -3,7 +3,6 @@ package layer2
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -89,36 +88,14 @@ func (r *ARPResponder) Owns(ip netip.Addr) bool { return r.owned.has(ip) }
 // Run answers requests until ctx is done or the connection fails, then
 // closes the connection. It returns nil when ctx ended it.
 func (r *ARPResponder) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { r.conn.Close() })
-	defer stop()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.burst.run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-		r.conn.Close()
-	}()
-
 	buf := make([]byte, 1500)
-	for {
+	return serve(ctx, r.conn, r.burst, "ARP", r.ifi.Name, func() error {
 		n, _, err := r.conn.ReadFrom(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("interface %s: read ARP: %w", r.ifi.Name, err)
+		if err == nil {
+			r.handle(buf[:n])
 		}
-		r.handle(buf[:n])
-	}
+		return err
+	})
 }
 
 // handle processes one received frame and reports whether it replied.

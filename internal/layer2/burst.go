@@ -2,6 +2,10 @@ package layer2
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -117,5 +121,38 @@ func (b *burster) run(ctx context.Context) {
 				b.schedule(ip, 1)
 			}
 		}
+	}
+}
+
+// serve runs a responder: b's bursts alongside read, which reads and handles
+// one packet per call, until ctx ends (nil) or a read fails for good (the
+// error). It closes conn either way.
+func serve(ctx context.Context, conn io.Closer, b *burster, proto, ifname string, read func() error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.run(ctx)
+	}()
+	defer func() {
+		stop()
+		cancel()
+		<-done
+		conn.Close()
+	}()
+	for {
+		err := read()
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			continue
+		}
+		return fmt.Errorf("interface %s: read %s: %w", ifname, proto, err)
 	}
 }

@@ -2,7 +2,6 @@ package layer2
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -157,40 +156,18 @@ func (r *NDPResponder) Owns(ip netip.Addr) bool { return r.owned.has(ip.WithZone
 // Run answers solicitations until ctx is done or the connection fails,
 // then closes the connection. It returns nil when ctx ended it.
 func (r *NDPResponder) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { r.conn.Close() })
-	defer stop()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.burst.run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-		r.conn.Close()
-	}()
-
 	mtu := r.ifi.MTU
 	if mtu < 1280 {
 		mtu = 1500
 	}
 	buf := make([]byte, mtu)
-	for {
+	return serve(ctx, r.conn, r.burst, "NDP", r.ifi.Name, func() error {
 		n, cm, src, err := r.conn.ReadRaw(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("interface %s: read NDP: %w", r.ifi.Name, err)
+		if err == nil {
+			r.handle(buf[:n], cm, src)
 		}
-		r.handle(buf[:n], cm, src)
-	}
+		return err
+	})
 }
 
 // handle processes one received ICMPv6 message and reports whether it
