@@ -54,6 +54,13 @@ spec:
 ---
 apiVersion: herald.io/v1beta1
 kind: IPAddressPool
+metadata: {name: core}
+spec:
+  addresses: ["203.0.113.96/28"]
+  autoAssign: false
+---
+apiVersion: herald.io/v1beta1
+kind: IPAddressPool
 metadata: {name: bench}
 spec:
   addresses: ["2001:db8:203::1:0/112"]
@@ -71,6 +78,13 @@ metadata: {name: bgp}
 spec:
   ipAddressPools: [bgp, bench]
   communities: ["65000:100", herald-test]
+---
+apiVersion: herald.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: core}
+spec:
+  ipAddressPools: [core]
+  communities: ["65000:200"]
   localPref: 250
 ---
 apiVersion: herald.io/v1beta1
@@ -140,7 +154,10 @@ func startBGP(t *testing.T) *bgpBed {
 	// The router: iBGP with node1 and MD5 with node2 over IPv6; IPv6
 	// prefixes are accepted over the IPv4 sessions too (MP-BGP).
 	n1, n2 := bed.Nodes[0].IP6, bed.Nodes[1].IP6
+	// The iBGP path has an empty AS path, which beats the eBGP paths and
+	// would defeat ECMP: the router takes only pool core over iBGP.
 	if err := bed.Router.Configure(ctx,
+		"ip prefix-list HERALD-CORE seq 5 permit 203.0.113.96/28 le 32",
 		fmt.Sprintf("router bgp %d", testbed.RouterASN),
 		fmt.Sprintf(" neighbor %s remote-as internal", n1),
 		fmt.Sprintf(" neighbor %s timers 3 9", n1),
@@ -149,11 +166,11 @@ func startBGP(t *testing.T) *bgpBed {
 		fmt.Sprintf(" neighbor %s password s3cret-md5", n2),
 		" address-family ipv4 unicast",
 		fmt.Sprintf("  neighbor %s activate", n1),
+		fmt.Sprintf("  neighbor %s prefix-list HERALD-CORE in", n1),
 		fmt.Sprintf("  neighbor %s activate", n2),
 		" exit-address-family",
 		" address-family ipv6 unicast",
 		"  neighbor NODES activate",
-		fmt.Sprintf("  neighbor %s activate", n1),
 		fmt.Sprintf("  neighbor %s activate", n2),
 		" exit-address-family",
 	); err != nil {
@@ -185,6 +202,13 @@ func startBGP(t *testing.T) *bgpBed {
 		t.Logf("router:\n%s", out)
 	})
 	return b
+}
+
+// with returns a view of the bed whose helpers fail t.
+func (b *bgpBed) with(t *testing.T) *bgpBed {
+	c := *b
+	c.t = t
+	return &c
 }
 
 func (b *bgpBed) startSpeaker(ctx context.Context, n *testbed.Node, extra ...string) {
@@ -378,6 +402,7 @@ func TestBGP(t *testing.T) {
 	var web []netip.Addr
 
 	t.Run("Sessions", func(t *testing.T) {
+		b := b.with(t)
 		start := time.Now()
 		b.established(false, 60*time.Second, b.nodeIPs(false, 1, 2, 3)...)
 		b.established(true, 30*time.Second, b.Nodes[0].IP6.String())
@@ -400,6 +425,7 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("MD5", func(t *testing.T) {
+		b := b.with(t)
 		sec, err := b.Client.CoreV1().Secrets(testbed.HeraldNamespace).Get(ctx, "bgp-secure", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -433,6 +459,7 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("ECMPAndDataPath", func(t *testing.T) {
+		b := b.with(t)
 		web = b.serviceIPs(ctx, testbed.ServiceSpec{Name: "web", Pods: all, DualStack: true}, 2)
 		start := time.Now()
 		b.waitNextHops(host(web[0]), 10*time.Second, b.nodeIPs(false, 1, 2, 3)...)
@@ -460,11 +487,11 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("Attributes", func(t *testing.T) {
+		b := b.with(t)
 		paths, err := b.rib(ctx, host(web[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ibgp int
 		for _, p := range paths {
 			if p.Community == nil || !strings.Contains(p.Community.String, "65000:100") {
 				t.Errorf("path from %s: community %+v", p.Peer.PeerID, p.Community)
@@ -475,19 +502,44 @@ func TestBGP(t *testing.T) {
 			if len(p.Nexthops) == 0 || !slices.Contains(b.nodeIPs(false, 1, 2, 3), p.Nexthops[0].IP) {
 				t.Errorf("path from %s: next hops %+v", p.Peer.PeerID, p.Nexthops)
 			}
-			if p.Peer.Type == "internal" {
-				ibgp++
-				if p.LocPrf == nil || *p.LocPrf != 250 {
-					t.Errorf("iBGP path from %s: localPref %v, want 250", p.Peer.PeerID, p.LocPrf)
-				}
-				if p.Nexthops[0].IP != b.Nodes[0].IP.String() {
-					t.Errorf("iBGP path over IPv6 has next hop %s, want node1's IPv4", p.Nexthops[0].IP)
-				}
+			if p.LocPrf != nil && *p.LocPrf != 100 {
+				t.Errorf("path from %s (%s): localPref %v; the advertisement sets none", p.Peer.PeerID, p.Peer.Type, *p.LocPrf)
 			}
 		}
-		if len(paths) != 4 || ibgp != 1 {
-			t.Errorf("router has %d paths (%d iBGP) for %s, want 3 eBGP + 1 iBGP: %+v", len(paths), ibgp, web[0], paths)
+		if len(paths) != 3 {
+			t.Errorf("router has %d paths for %s, want 3 eBGP: %+v", len(paths), web[0], paths)
 		}
+		core := b.serviceIPs(ctx, testbed.ServiceSpec{Name: "core", Pods: all, Mutate: func(s *corev1.Service) {
+			s.Annotations = map[string]string{"herald.io/address-pool": "core"}
+		}}, 1)
+		var cp []ribPath
+		var p ribPath
+		eventually(t, 10*time.Second, "iBGP path of "+core[0].String(), func() (bool, string) {
+			cp, _ = b.rib(ctx, host(core[0]))
+			for _, x := range cp {
+				if x.Peer.Type == "internal" {
+					p = x
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%+v", cp)
+		})
+		t.Run("PeerRestriction", func(t *testing.T) {
+			// The advertisement of pool core names only peer core (node1's
+			// iBGP session); the eBGP sessions must not carry it.
+			for _, x := range cp {
+				if x.Peer.Type != "internal" {
+					t.Errorf("%s reached the router over %s (%s), but its advertisement is restricted to peer core", core[0], x.Peer.PeerID, x.Peer.Type)
+				}
+			}
+		})
+		if p.Peer.Type != "internal" || p.LocPrf == nil || *p.LocPrf != 250 || p.Community == nil || p.Community.String != "65000:200" {
+			t.Errorf("iBGP path %+v: want internal, localPref 250, community 65000:200", p)
+		}
+		if p.Nexthops[0].IP != b.Nodes[0].IP.String() {
+			t.Errorf("IPv4 path over the IPv6 iBGP session has next hop %s, want node1's IPv4", p.Nexthops[0].IP)
+		}
+		t.Logf("%s: one iBGP path from node1 over IPv6 transport, localPref %d, next hop %s", core[0], *p.LocPrf, p.Nexthops[0].IP)
 		paths6, err := b.rib(ctx, host(web[1]))
 		if err != nil || len(paths6) < 3 {
 			t.Fatalf("IPv6 paths for %s: %+v (%v)", web[1], paths6, err)
@@ -501,6 +553,7 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("Aggregation", func(t *testing.T) {
+		b := b.with(t)
 		ips := b.serviceIPs(ctx, testbed.ServiceSpec{Name: "agg", Pods: all, Mutate: func(s *corev1.Service) {
 			s.Annotations = map[string]string{"herald.io/address-pool": "agg"}
 		}}, 1)
@@ -519,6 +572,7 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("ETPLocal", func(t *testing.T) {
+		b := b.with(t)
 		ips := b.serviceIPs(ctx, testbed.ServiceSpec{Name: "local", Pods: b.Nodes[0].Pods,
 			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal}, 1)
 		b.waitNextHops(host(ips[0]), 10*time.Second, b.nodeIPs(false, 1)...)
@@ -532,9 +586,10 @@ func TestBGP(t *testing.T) {
 		}
 		b.waitNextHops(host(ips[0]), 10*time.Second, b.nodeIPs(false, 2)...)
 		t.Logf("ETP Local: endpoints moved node1 -> node2, route followed in %v", time.Since(start).Round(time.Millisecond))
-		if r, err := b.ClientExt.Get(ctx, testbed.HostPort(ips[0], 80)); err != nil || !strings.HasPrefix(r.Pod, "node2") {
-			t.Errorf("ETP Local through node2: %+v %v", r, err)
-		}
+		eventually(t, 10*time.Second, "ETP Local served by node2's pod", func() (bool, string) {
+			r, err := b.ClientExt.Get(ctx, testbed.HostPort(ips[0], 80))
+			return err == nil && strings.HasPrefix(r.Pod, "node2"), fmt.Sprint(r, err)
+		})
 		if err := b.SetEndpoints(ctx, svc, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -545,6 +600,7 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("NodeDeathWithoutBFD", func(t *testing.T) {
+		b := b.with(t)
 		d := b.linkDownNextHopGone(ctx, 2, host(web[0]), 20*time.Second)
 		t.Logf("FIGURE node death without BFD (hold time 9s): next hop gone at the router after %v", d.Round(time.Millisecond))
 		if d > 10*time.Second {
@@ -553,13 +609,22 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("BFD", func(t *testing.T) {
+		b := b.with(t)
 		apply(t, b.Bed, `
 apiVersion: herald.io/v1beta1
 kind: BFDProfile
 metadata: {name: fast}
 spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}
 `)
-		if err := b.Router.Configure(ctx, fmt.Sprintf("router bgp %d", testbed.RouterASN), " neighbor NODES bfd"); err != nil {
+		// Dynamic neighbours have no BFD session until BGP is up, while
+		// GoBGP waits for BFD: the router needs static BFD peers.
+		lines := []string{"bfd"}
+		for _, ip := range b.nodeIPs(false, 1, 2, 3) {
+			lines = append(lines, " peer "+ip+" local-address "+testbed.RouterFabricIP.String(),
+				"  receive-interval 300", "  transmit-interval 300", "  detect-multiplier 3", " exit")
+		}
+		lines = append(lines, "exit", fmt.Sprintf("router bgp %d", testbed.RouterASN), " neighbor NODES bfd")
+		if err := b.Router.Configure(ctx, lines...); err != nil {
 			t.Fatal(err)
 		}
 		patchPeer(t, b.Bed, "edge", `{"spec":{"bfdProfile":"fast"}}`)
@@ -580,6 +645,7 @@ spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}
 	})
 
 	t.Run("PeerNodeSelectorAndMultihop", func(t *testing.T) {
+		b := b.with(t)
 		before, _ := b.Router.BGPSummary(ctx, false)
 		// node3 leaves the edge peer...
 		b.label(ctx, "node3", map[string]any{"herald-test/edge": nil})
@@ -624,6 +690,7 @@ spec:
 	})
 
 	t.Run("SIGTERM", func(t *testing.T) {
+		b := b.with(t)
 		p := b.speakers["node1"]
 		start := time.Now()
 		if err := p.Signal(15); err != nil {
@@ -658,8 +725,8 @@ spec:
 	if err := b.ctrl.Stop(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	t.Run("LatencyStatusToRIB", func(t *testing.T) { b.latency(ctx, t, 20) })
-	t.Run("Scale5000", func(t *testing.T) { b.scale(ctx, t, 5000) })
+	t.Run("LatencyStatusToRIB", func(t *testing.T) { b.with(t).latency(ctx, t, 20) })
+	t.Run("Scale5000", func(t *testing.T) { b.with(t).scale(ctx, t, 5000) })
 }
 
 // linkDownNextHopGone cuts node i's cable and returns how long the router
