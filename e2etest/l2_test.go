@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -535,7 +534,7 @@ func TestL2Failover(t *testing.T) {
 		var outages, handovers []time.Duration
 		for i := 0; i < runs; i++ {
 			owner := b.node(prepare())
-			p := startProbe(ctx, b.ClientL2.NS, testbed.HostPort(ip, 80), 10*time.Millisecond, time.Second)
+			p := testbed.Probe(ctx, b.ClientL2.NS, testbed.HostPort(ip, 80), 10*time.Millisecond, time.Second)
 			time.Sleep(300 * time.Millisecond)
 			moved := make(chan time.Duration, 1)
 			cutAt := time.Now()
@@ -553,17 +552,17 @@ func TestL2Failover(t *testing.T) {
 			var out time.Duration
 			for {
 				time.Sleep(50 * time.Millisecond)
-				if _, ok := p.outageAfter(cutAt); ok {
+				if _, ok := outageAfter(p.Snapshot(), cutAt); ok {
 					// Let the probes still in flight finish, then look again.
 					time.Sleep(1100 * time.Millisecond)
-					out, _ = p.outageAfter(cutAt)
+					out, _ = outageAfter(p.Snapshot(), cutAt)
 					break
 				}
 				if time.Since(cutAt) > 20*time.Second {
 					t.Fatalf("%s run %d: no recovery in 20s", kind, i+1)
 				}
 			}
-			p.stop()
+			p.Stop()
 			mv := <-moved
 			newOwner := b.ownerByMAC(ctx, ip)
 			t.Logf("%s run %d: owner %s -> %s, client's neighbour entry moved after %v, outage %v",
@@ -626,90 +625,14 @@ func median(sorted []time.Duration) time.Duration {
 	return sorted[len(sorted)/2]
 }
 
-// prober sends one request every interval, each in its own goroutine with
-// its own connection, so that a hanging request does not delay the next:
-// the recovery is seen to within one interval.
-type prober struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	res    []probeResult
-}
-
-type probeResult struct {
-	at time.Time
-	ok bool
-}
-
-func startProbe(ctx context.Context, from testbed.NS, addr string, interval, timeout time.Duration) *prober {
-	ctx, cancel := context.WithCancel(ctx)
-	p := &prober{cancel: cancel}
-	p.wg.Go(func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			at := time.Now()
-			p.wg.Go(func() {
-				rctx, c := context.WithTimeout(ctx, timeout)
-				defer c()
-				_, err := from.Get(rctx, addr)
-				if ctx.Err() != nil {
-					return
-				}
-				p.mu.Lock()
-				p.res = append(p.res, probeResult{at: at, ok: err == nil})
-				p.mu.Unlock()
-			})
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	})
-	return p
-}
-
-// outageAfter returns the outage around t: from the last successful probe
-// sent before the first failed one after t, to the first successful probe
-// sent after that failure. ok is false while the outage lasts or if no
-// probe has failed yet (then it reports 0 once a success after t is seen
-// more than one second later).
-func (p *prober) outageAfter(t time.Time) (time.Duration, bool) {
-	p.mu.Lock()
-	res := slices.Clone(p.res)
-	p.mu.Unlock()
-	sort.Slice(res, func(i, j int) bool { return res[i].at.Before(res[j].at) })
-	lastOK := time.Time{}
-	firstFail := -1
-	for i, r := range res {
-		if r.at.Before(t) {
-			if r.ok {
-				lastOK = r.at
-			}
-			continue
-		}
-		if !r.ok {
-			firstFail = i
-			break
-		}
-		lastOK = r.at
+// outageAfter returns the outage that follows t in r: 0 when probes went
+// on answering for 2 s after t, and false while neither is known yet.
+func outageAfter(r testbed.ProbeReport, t time.Time) (time.Duration, bool) {
+	if o, ok := r.OutageAfter(t); ok {
+		return o.Duration(), !o.Open
 	}
-	if firstFail < 0 {
-		if len(res) > 0 && res[len(res)-1].at.Sub(t) > 2*time.Second {
-			return 0, true
-		}
-		return 0, false
-	}
-	for _, r := range res[firstFail:] {
-		if r.ok {
-			return r.at.Sub(lastOK), true
-		}
+	if n := len(r.Results); n > 0 && r.Results[n-1].Sent.Sub(t) > 2*time.Second {
+		return 0, true
 	}
 	return 0, false
-}
-
-func (p *prober) stop() {
-	p.cancel()
-	p.wg.Wait()
 }
