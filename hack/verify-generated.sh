@@ -17,6 +17,7 @@ fi
 helm=$(hack/tool.sh helm)
 "$helm" lint --strict charts/herald
 (cd e2etest && go test -count=1 -run 'TestHelmChart' .)
+(cd hack/gendocs && go vet ./... && gofmt -l . | (! grep .))
 for m in hack/gendocs hack/tools/helm hack/tools/kustomize; do
-	(cd "$m" && go vet ./... && go mod tidy -diff)
+	(cd "$m" && go mod tidy -diff)
 done
