@@ -405,7 +405,7 @@ func TestBGP(t *testing.T) {
 		b := b.with(t)
 		start := time.Now()
 		b.established(false, 60*time.Second, b.nodeIPs(false, 1, 2, 3)...)
-		b.established(true, 30*time.Second, b.Nodes[0].IP6.String())
+		b.established(true, 60*time.Second, b.Nodes[0].IP6.String())
 		t.Logf("eBGP x3 and iBGP sessions established %v after the speakers started", time.Since(start).Round(time.Millisecond))
 		for _, n := range []string{"node1-edge", "node2-edge", "node3-edge", "node1-core"} {
 			b.waitSessionState(n, 15*time.Second, func(st map[string]any) bool { return st["state"] == "Established" })
@@ -467,6 +467,11 @@ func TestBGP(t *testing.T) {
 		b.waitNextHops(host(web[1]), 10*time.Second, b.nodeIPs(true, 1, 2, 3)...)
 		seen := map[string]bool{}
 		for _, ip := range web {
+			// kube-proxy programs the LB IP on its own schedule.
+			eventually(t, 15*time.Second, "client behind the router reaches "+ip.String(), func() (bool, string) {
+				_, err := b.ClientExt.Get(ctx, testbed.HostPort(ip, 80))
+				return err == nil, fmt.Sprint(err)
+			})
 			for i := 0; i < 30; i++ {
 				rctx, c := context.WithTimeout(ctx, 2*time.Second)
 				r, err := b.ClientExt.Get(rctx, testbed.HostPort(ip, 80))
