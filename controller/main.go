@@ -93,10 +93,10 @@ func run() error {
 	}
 	serve(ctx, log, *metricsAddr, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), "/metrics")
 	health := http.NewServeMux()
-	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		// A standby with synced caches is ready: it can take over at once.
-		fmt.Fprintln(w, "ok")
+		_, _ = fmt.Fprintln(w, "ok")
 	})
 	serve(ctx, log, *healthAddr, health, "")
 

@@ -178,13 +178,13 @@ func run() error {
 	}
 	if f.healthAddr != "" {
 		mux := http.NewServeMux()
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 			if !sp.Ready() {
 				http.Error(w, "not ready", http.StatusServiceUnavailable)
 				return
 			}
-			fmt.Fprintln(w, "ok")
+			_, _ = fmt.Fprintln(w, "ok")
 		})
 		if err := serve(srvCtx, f.healthAddr, mux, log); err != nil {
 			return fmt.Errorf("--health-addr: %w", err)
@@ -210,6 +210,6 @@ func serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 			log.Error("http server", slog.String("addr", addr), slog.Any("error", err))
 		}
 	}()
-	context.AfterFunc(ctx, func() { srv.Close() })
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
 	return nil
 }

@@ -344,7 +344,7 @@ func bfdSpeaker(ctx context.Context, cmds <-chan string, say func(string, ...any
 			}
 			say("CUT")
 			if out, err := exec.Command("ip", "link", "set", bfdIfName, "down").CombinedOutput(); err != nil {
-				return fail(fmt.Errorf("link down: %v: %s", err, out))
+				return fail(fmt.Errorf("link down: %w: %s", err, out))
 			}
 		case e := <-down:
 			say("SESSION_DOWN", e.Reason)

@@ -522,7 +522,7 @@ func (b *builder) buildPeers(cfg *Config) {
 		})
 		for i, p := range g {
 			for _, w := range g[:i] {
-				if dropped[w] || !(p.selKey == "" || w.selKey == "" || p.selKey == w.selKey) {
+				if dropped[w] || p.selKey != "" && w.selKey != "" && p.selKey != w.selKey {
 					continue
 				}
 				b.problems = append(b.problems, Problem{

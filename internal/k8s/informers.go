@@ -80,7 +80,7 @@ func listAs[T any](i cache.SharedIndexInformer) []T {
 	items := i.GetStore().List()
 	out := make([]T, 0, len(items))
 	for _, o := range items {
-		out = append(out, *any(o).(*T))
+		out = append(out, *o.(*T))
 	}
 	return out
 }

@@ -38,7 +38,7 @@ func ListenARP(ifi *net.Interface, o Options) (*ARPResponder, error) {
 	}
 	r, err := NewARPResponder(ifi, conn, o)
 	if err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	return r, nil

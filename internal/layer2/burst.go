@@ -129,7 +129,7 @@ func (b *burster) run(ctx context.Context) {
 // error). It closes conn either way.
 func serve(ctx context.Context, conn io.Closer, b *burster, proto, ifname string, read func() error) error {
 	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -139,7 +139,7 @@ func serve(ctx context.Context, conn io.Closer, b *burster, proto, ifname string
 		stop()
 		cancel()
 		<-done
-		conn.Close()
+		_ = conn.Close()
 	}()
 	for {
 		err := read()

@@ -31,8 +31,8 @@ func FuzzARPHandle(f *testing.F) {
 
 // FuzzNDPHandle feeds arbitrary ICMPv6 messages to the NDP handler.
 func FuzzNDPHandle(f *testing.F) {
-	f.Add(nsBytes(f, ownedV6), uint8(255), []byte(askerV6.AsSlice()))
-	f.Add(nsBytes(f, ownedV6, &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: theirMAC}), uint8(0), []byte(netip.IPv6Unspecified().AsSlice()))
+	f.Add(nsBytes(f, ownedV6), uint8(255), askerV6.AsSlice())
+	f.Add(nsBytes(f, ownedV6, &ndp.LinkLayerAddress{Direction: ndp.Source, Addr: theirMAC}), uint8(0), netip.IPv6Unspecified().AsSlice())
 	f.Add(nsBytes(f, otherV6), uint8(64), []byte{1, 2, 3, 4})
 	f.Add([]byte{135, 0, 0, 0}, uint8(255), []byte{})
 	f.Fuzz(func(t *testing.T, b []byte, hop uint8, src []byte) {

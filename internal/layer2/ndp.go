@@ -65,7 +65,7 @@ func ListenNDP(ifi *net.Interface, o Options) (*NDPResponder, error) {
 	}
 	r, err := NewNDPResponder(ifi, conn, o)
 	if err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	return r, nil

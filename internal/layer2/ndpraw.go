@@ -72,17 +72,17 @@ func listenRawNDP(ifi *net.Interface) (*rawNDPConn, error) {
 	var f ipv6.ICMPFilter
 	f.SetAll(true) // it only holds group memberships
 	if err := groups.SetICMPFilter(&f); err != nil {
-		groups.Close()
+		_ = groups.Close()
 		return nil, fmt.Errorf("interface %s: set ICMPv6 filter: %w", ifi.Name, err)
 	}
 	prog, err := bpf.Assemble(nsFilter)
 	if err != nil {
-		groups.Close()
+		_ = groups.Close()
 		return nil, fmt.Errorf("assemble NDP filter: %w", err)
 	}
 	pc, err := packet.Listen(ifi, packet.Raw, etherTypeIPv6, &packet.Config{Filter: prog})
 	if err != nil {
-		groups.Close()
+		_ = groups.Close()
 		return nil, fmt.Errorf("interface %s: open IPv6 packet socket: %w", ifi.Name, err)
 	}
 	mtu := ifi.MTU
