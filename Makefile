@@ -33,9 +33,11 @@ $(GOLANGCI_LINT):
 	mv $(BIN)/golangci-lint $@
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code and the CRDs from api/.
+generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code, the CRDs, the all-in-one manifests, the chart's copies and docs/reference.md.
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	hack/gen-manifests.sh
+	hack/gen-docs.sh
 
 .PHONY: verify
 verify: generate ## Fail when generated files, gofmt, go vet or go mod tidy differ from what is committed.
@@ -45,6 +47,7 @@ verify: generate ## Fail when generated files, gofmt, go vet or go mod tidy diff
 	cd e2etest && $(GO) vet ./... && $(GO) mod tidy -diff
 	@if ! git diff --quiet -- api config || [ -n "$$(git ls-files --others --exclude-standard -- api config)" ]; then \
 		echo "generated files are stale; run 'make generate' and commit:"; git status --short -- api config; exit 1; fi
+	hack/verify-generated.sh
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint.
@@ -66,6 +69,27 @@ bench: ## Benchmarks of the decision packages, with their figures.
 bench-e2e: ## The controller backlog benchmark on the test bed (root): ceiling vs controller.
 	$(MAKE) -C e2etest deps kube
 	cd e2etest && $(GO) test -count=1 -run '^$$' -bench BenchmarkControllerBacklog -benchtime 1x -timeout 30m .
+
+.PHONY: demo
+demo: ## Herald on this machine (root, no Docker): test bed, controller, 3 speakers, L2 + BGP Services; prints how to curl them.
+	e2etest/hack/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Tear the demo down.
+	e2etest/hack/demo.sh down
+
+.PHONY: manifests
+manifests: ## Regenerate config/manifests/*.yaml, config/crd/kustomization.yaml and the chart's copies of config/.
+	hack/gen-manifests.sh
+
+.PHONY: docs
+docs: ## Regenerate docs/reference.md from the CRDs.
+	hack/gen-docs.sh
+
+.PHONY: image
+image: ## Build both images (needs a container builder; none on the project's CI machines).
+	docker build --target controller --build-arg VERSION=$(VERSION) -t ghcr.io/heraldlb/herald-controller:$(VERSION) .
+	docker build --target speaker --build-arg VERSION=$(VERSION) -t ghcr.io/heraldlb/herald-speaker:$(VERSION) .
 
 .PHONY: testbed
 testbed: ## Bring the local test bed up (root) and print how to use it.
