@@ -447,6 +447,37 @@ func TestL2(t *testing.T) {
 		}
 	})
 
+	t.Run("RestartDoesNotSteal", func(t *testing.T) {
+		// A speaker that restarts (a rolling upgrade) must not answer for
+		// IPs before it has rejoined the others: alone, it would elect
+		// itself for every IP and pull the traffic to itself.
+		ips := b.service(ctx, testbed.ServiceSpec{Name: "steady", Pods: all}, 1)
+		b.get(ctx, ips[0], 20*time.Second)
+		owner := b.waitOwner(ctx, ips[0])
+		var other *testbed.Node
+		for _, n := range b.Nodes {
+			if n.Name != owner {
+				other = n
+				break
+			}
+		}
+		if err := b.speakers[other.Name].Stop(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		b.startSpeaker(ctx, other)
+		start := time.Now()
+		for time.Since(start) < 4*time.Second {
+			if o := b.neighbourOwner(ctx, ips[0]); o != "" && o != owner {
+				t.Fatalf("%s restarted and took %s from %s after %v", other.Name, ips[0], owner, time.Since(start).Round(time.Millisecond))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.waitMembers(ctx, 3)
+		if o := b.ownerByMAC(ctx, ips[0]); o != owner {
+			t.Errorf("owner of %s moved from %s to %s after a restart of %s", ips[0], owner, o, other.Name)
+		}
+	})
+
 	t.Run("KeyMismatch", func(t *testing.T) {
 		n := b.node("node3")
 		if err := b.speakers[n.Name].Stop(5 * time.Second); err != nil {
@@ -476,6 +507,14 @@ func TestL2(t *testing.T) {
 		}
 		if total == 0 {
 			t.Error("herald_memberlist_key_mismatches_total is 0 on every speaker")
+		}
+		// Refused by every peer, it must not answer alone: that would split
+		// the clients between two nodes.
+		time.Sleep(6 * time.Second) // past the speaker's settle timeout
+		if m, err := b.metrics(ctx, n); err != nil {
+			t.Errorf("metrics of %s: %v", n.Name, err)
+		} else if got := m[`herald_layer2_announced_ips{protocol="arp"}`] + m[`herald_layer2_announced_ips{protocol="ndp"}`]; got != 0 {
+			t.Errorf("the speaker with the wrong key announces %v IPs", got)
 		}
 		if err := b.speakers[n.Name].Stop(5 * time.Second); err != nil {
 			t.Fatal(err)

@@ -125,7 +125,20 @@ type Speaker struct {
 	metaSet    bool                        // ownIfaces were published
 	announcedN [2]atomic.Int64             // IPv4, IPv6 IPs answered
 	mismatch   chan membership.KeyMismatch // from memberlist to the loop
+	// settled is false until the first attempt to join the other speakers
+	// is over (or settleTimeout passed): until then this node announces
+	// nothing in L2 mode, because alone it would elect itself for every IP
+	// and take the traffic from the real owners, as in every rolling
+	// upgrade. settleCh is closed, once, by settle.
+	settled    bool
+	settleCh   chan struct{}
+	settle     func()
+	keyRefused atomic.Bool // every peer refused our memberlist key
 }
+
+// settleTimeout bounds how long a speaker that cannot reach any peer waits
+// before it announces on its own.
+const settleTimeout = 5 * time.Second
 
 // announcement is what this node answers for one group key.
 type announcement struct {
@@ -215,6 +228,7 @@ func New(cfg Config) (*Speaker, error) {
 		alive:      make(map[string][]byte),
 		announced:  make(map[string]announcement),
 		joinCh:     make(chan []string, 1),
+		settleCh:   make(chan struct{}),
 		mismatch:   make(chan membership.KeyMismatch, 16),
 		advs:       NewAdvertisements(nil),
 		pend: pending{
@@ -223,6 +237,7 @@ func New(cfg Config) (*Speaker, error) {
 			signal:   make(chan struct{}, 1),
 		},
 	}
+	s.settle = sync.OnceFunc(func() { close(s.settleCh) })
 	if !cfg.BGP.Disabled {
 		s.bgp = newBGPMode(cfg.BGP)
 	}
@@ -422,6 +437,12 @@ func (s *Speaker) Run(ctx context.Context) error {
 		defer close(joinDone)
 		s.joinLoop(joinCtx, cluster)
 	}()
+	settleTimer := time.AfterFunc(settleTimeout, func() {
+		if !s.keyRefused.Load() {
+			s.settle()
+		}
+	})
+	defer settleTimer.Stop()
 
 	// The status writer outlives ctx until the BGP server is shut down, so
 	// that its last pass reports the sessions as stopped.
@@ -581,6 +602,14 @@ func (s *Speaker) joinLoop(ctx context.Context, cluster *membership.Cluster) {
 				joined = peers
 			}
 			members = len(cluster.Members())
+			if n > 0 || !errors.Is(err, membership.ErrKeyMismatch) {
+				s.settle()
+			} else {
+				// Every peer refused our key: this speaker is misconfigured,
+				// and answering alone would split the clients. It stays
+				// silent (the event says why) until a join succeeds.
+				s.keyRefused.Store(true)
+			}
 		}
 		switch {
 		case len(peers) == 0:
@@ -602,10 +631,14 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 	defer ipvsTick.Stop()
 	s.pend.mark(func() { s.pend.config, s.pend.peers = true, true })
 	events := cluster.Events()
+	settle := s.settleCh
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-settle:
+			settle = nil
+			s.applySettled()
 		case ev, ok := <-events:
 			if !ok {
 				s.log.Error("memberlist stopped")
@@ -629,17 +662,38 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 // behind it, before reconciling.
 func (s *Speaker) memberEvent(ev membership.Event) {
 	changed := map[string]bool{}
-	apply := func(ev membership.Event) {
-		name := ev.Member.Name
-		if ev.Type == membership.EventLeave {
-			delete(s.alive, name)
-		} else {
-			s.alive[name] = ev.Member.Meta
-		}
-		changed[name] = true
-		s.log.Info("member "+ev.Type.String(), slog.String("member", name), slog.String("addr", ev.Member.Addr.String()))
+	s.applyMember(ev, changed)
+	s.reconcile(s.drainMembers(changed))
+}
+
+// applyMember records one membership event, adding the node to changed.
+func (s *Speaker) applyMember(ev membership.Event, changed map[string]bool) {
+	name := ev.Member.Name
+	if ev.Type == membership.EventLeave {
+		delete(s.alive, name)
+	} else {
+		s.alive[name] = ev.Member.Meta
 	}
-	apply(ev)
+	changed[name] = true
+	s.log.Info("member "+ev.Type.String(), slog.String("member", name), slog.String("addr", ev.Member.Addr.String()))
+}
+
+// applySettled ends the settling period: it applies the membership events
+// that the first join queued, then elects every group with the full
+// membership.
+func (s *Speaker) applySettled() {
+	keys := s.drainMembers(map[string]bool{})
+	s.settled = true
+	for k := range s.keyIPs {
+		keys[k] = true
+	}
+	s.log.Info("membership settled", slog.Int("members", len(s.alive)))
+	s.reconcile(keys)
+}
+
+// drainMembers applies every queued membership event, adding the nodes to
+// changed, and returns the group keys whose owner changed.
+func (s *Speaker) drainMembers(changed map[string]bool) map[string]bool {
 	events := s.cluster.Load().Events()
 drain:
 	for {
@@ -648,7 +702,7 @@ drain:
 			if !ok {
 				break drain
 			}
-			apply(ev)
+			s.applyMember(ev, changed)
 		default:
 			break drain
 		}
@@ -657,7 +711,7 @@ drain:
 	for name := range changed {
 		s.syncNode(name, keys)
 	}
-	s.reconcile(keys)
+	return keys
 }
 
 // syncNode makes the table's candidate match memberlist and the Node
@@ -699,6 +753,9 @@ func (s *Speaker) process(ctx context.Context) {
 	s.bgpSync(ctx, keys, cfgDirty)
 	if peersDirty {
 		peers, err := s.peers.Peers()
+		if err == nil && len(peers) == 0 {
+			s.settle() // a cluster of one: nobody to wait for
+		}
 		if err != nil {
 			s.log.Warn("list peers", slog.Any("error", err))
 		} else if !slices.Equal(peers, s.lastPeers) {
@@ -814,7 +871,7 @@ func (s *Speaker) reconcile(keys map[string]bool) {
 	for key := range keys {
 		st := step{key: key, have: s.announced[key]}
 		st.wasActive = len(st.have.ips) > 0
-		if owner, ok := s.table.Owner(key); ok && owner == s.self && selfOK && len(s.keyIPs[key]) > 0 {
+		if owner, ok := s.table.Owner(key); ok && owner == s.self && selfOK && s.settled && len(s.keyIPs[key]) > 0 {
 			svc, _ := s.table.Service(key)
 			names, all := svc.Interfaces(&self)
 			if !all {
