@@ -1,0 +1,109 @@
+package e2etest
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/heraldlb/herald/e2etest/testbed"
+)
+
+// BenchmarkSpeakerScale measures, on a 2-node bed with the real controller
+// and speakers, the ARP reply latency seen by the L2 client and the
+// speakers' RSS, first with 10 Services and then with 10,000 (or
+// HERALD_BENCH_SERVICES). Run it with `make bench-e2e` (root).
+func BenchmarkSpeakerScale(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the test bed needs root")
+	}
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("HERALD_BENCH_SERVICES")); err == nil && v > 0 {
+		n = v
+	}
+	bed := testbed.Start(b, testbed.Options{Nodes: 2, PodsPerNode: 1})
+	ctx := context.Background()
+	if _, err := bed.ApplyCRDs(ctx); err != nil {
+		b.Fatal(err)
+	}
+	// The pool lies off the client's subnet: nothing is routed to it, and
+	// arping asks for the addresses on the segment all the same.
+	apply(b, bed, poolYAML("scale", []string{"198.18.64.0/18"}, "  serviceAllocation: {namespaces: [scale]}\n")+
+		"---\napiVersion: herald.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: scale}\nspec: {ipAddressPools: [scale]}\n")
+	startController(b, bed, "controller")
+	speakerBin, err := bed.HeraldBinary(ctx, "speaker")
+	if err != nil {
+		b.Fatal(err)
+	}
+	speakers := map[string]*testbed.Process{}
+	for _, node := range bed.Nodes {
+		p, err := node.Start(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
+			"--metrics-addr", "", "--health-addr", "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		speakers[node.Name] = p
+	}
+	for b.Loop() {
+		createBacklog(b, bed, "scale", 10, nil)
+		small := measureARP(b, bed, "scale", 10)
+		rssSmall := speakersRSS(speakers)
+		createBacklog(b, bed, "scale", n, nil)
+		large := measureARP(b, bed, "scale", n)
+		rssLarge := speakersRSS(speakers)
+		b.ReportMetric(small.Seconds()*1e3, "arp-ms-10ips")
+		b.ReportMetric(large.Seconds()*1e3, fmt.Sprintf("arp-ms-%dips", n))
+		b.ReportMetric(float64(slices.Max(slices.Collect(maps.Values(rssLarge))))/1024, "speaker-rss-MiB")
+		b.Logf("ARP reply latency at the client: %v with 10 Services, %v with %d; speaker RSS %v KiB with 10, %v KiB with %d",
+			small, large, n, rssSmall, rssLarge, n)
+	}
+}
+
+// measureARP waits until count Services in ns have an IP, then returns the
+// median ARP round trip, from the L2 client, to one of those IPs.
+func measureARP(b *testing.B, bed *testbed.Bed, ns string, count int) time.Duration {
+	b.Helper()
+	eventually(b, 10*time.Minute, fmt.Sprintf("%d Services served", count), func() (bool, string) {
+		holders, pending := svcIPIndex(b, bed, ns)
+		return len(pending) == 0 && len(holders) >= count, fmt.Sprintf("%d served, %d pending", len(holders), len(pending))
+	})
+	// The last address handed out is the one whose announcement comes last.
+	holders, _ := svcIPIndex(b, bed, ns)
+	var last netip.Addr
+	for ip := range holders {
+		if a := netip.MustParseAddr(ip); !last.IsValid() || last.Less(a) {
+			last = a
+		}
+	}
+	ctx := context.Background()
+	rtt := regexp.MustCompile(`time=([0-9.]+) (usec|msec|sec)`)
+	var samples []time.Duration
+	eventually(b, 2*time.Minute, "ARP replies for "+last.String(), func() (bool, string) {
+		out, _ := bed.ClientL2.Output(ctx, "arping", "-c", "20", "-W", "0.05", "-w", "5", "-i", "eth0", last.String())
+		samples = samples[:0]
+		for _, m := range rtt.FindAllStringSubmatch(string(out), -1) {
+			if v, err := strconv.ParseFloat(m[1], 64); err == nil {
+				unit := map[string]time.Duration{"usec": time.Microsecond, "msec": time.Millisecond, "sec": time.Second}[m[2]]
+				samples = append(samples, time.Duration(v*float64(unit)))
+			}
+		}
+		return len(samples) >= 10, string(out)
+	})
+	slices.Sort(samples)
+	return samples[len(samples)/2]
+}
+
+func speakersRSS(speakers map[string]*testbed.Process) map[string]int {
+	out := map[string]int{}
+	for name, p := range speakers {
+		// The process is `ip netns exec`, which execs the speaker: same PID.
+		out[name] = rssKiB(p.PID)
+	}
+	return out
+}
