@@ -244,10 +244,12 @@ func TestController(t *testing.T) {
 	t.Run("AllocateAndRelease", func(t *testing.T) {
 		apply(t, bed, poolYAML("alloc", []string{"203.0.113.0/30"}, "  serviceAllocation: {namespaces: [alloc]}\n"))
 		createService(t, bed, lbService{ns: "alloc", name: "a"})
-		svc := waitIPs(t, bed, "alloc", "a", "203.0.113.0")
-		if got := svc.Annotations["herald.io/ip-allocated-from-pool"]; got != "alloc" {
-			t.Errorf("pool annotation = %q, want alloc", got)
-		}
+		waitIPs(t, bed, "alloc", "a", "203.0.113.0")
+		// The annotation follows the status write (status writes go first).
+		eventually(t, 20*time.Second, "pool annotation", func() (bool, string) {
+			got := getService(t, bed, "alloc", "a").Annotations["herald.io/ip-allocated-from-pool"]
+			return got == "alloc", got
+		})
 		waitEvent(t, bed, "alloc", "a", "IPAllocated", "assigned 203.0.113.0 from pool alloc")
 		createService(t, bed, lbService{ns: "alloc", name: "b"})
 		waitIPs(t, bed, "alloc", "b", "203.0.113.1")

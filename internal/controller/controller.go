@@ -80,7 +80,12 @@ type Controller struct {
 	herald     *k8s.HeraldInformers
 	synced     []cache.InformerSynced
 
-	svcQueue    workqueue.TypedRateLimitingInterface[string]
+	svcQueue workqueue.TypedRateLimitingInterface[string]
+	// annQueue holds Services whose herald.io/ip-allocated-from-pool
+	// annotation is stale. It is informational, so it waits until no
+	// Service waits for its address: a backlog costs one write per Service
+	// until the last one has its IP.
+	annQueue    workqueue.TypedRateLimitingInterface[string]
 	configQueue workqueue.TypedRateLimitingInterface[string]
 	statusQueue workqueue.TypedRateLimitingInterface[objectRef]
 
@@ -120,6 +125,8 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 		lastFailure: map[string]string{},
 		svcQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
+		annQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "annotations"}),
 		configQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "config"}),
 		statusQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[objectRef](),
@@ -206,10 +213,12 @@ func (c *Controller) Lead(ctx context.Context) {
 		}
 	}
 	run(c.opts.Workers, c.processService)
+	run(max(1, c.opts.Workers/4), c.processAnnotation)
 	run(1, c.processConfig)
 	run(4, c.processStatus)
 	<-ctx.Done()
 	c.svcQueue.ShutDown()
+	c.annQueue.ShutDown()
 	c.configQueue.ShutDown()
 	c.statusQueue.ShutDown()
 	wg.Wait()
@@ -354,10 +363,8 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 			c.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonIPAllocated, "assigned %s from pool %s", joinAddrs(alloc.IPs), orNone(poolAnnotation(alloc)))
 		}
 	}
-	if want := poolAnnotation(alloc); svc.Annotations[AnnotationAllocatedFromPool] != want {
-		if err := c.patchPoolAnnotation(ctx, svc, want); err != nil {
-			return err
-		}
+	if svc.Annotations[AnnotationAllocatedFromPool] != poolAnnotation(alloc) {
+		c.annQueue.Add(key)
 	}
 	if alloc.OutOfPool() {
 		c.recordOnce(svc, key, "outofpool", corev1.EventTypeWarning, ReasonOutOfPool,
@@ -367,6 +374,48 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		c.poolsChanged(append(before.Pools, alloc.Pools...))
 	}
 	return err
+}
+
+func (c *Controller) processAnnotation(ctx context.Context) bool {
+	// Status writes first: wait while Services wait for their address.
+	// This gate only orders the two queues; no sync ever sleeps.
+	for c.svcQueue.Len() > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	key, quit := c.annQueue.Get()
+	if quit {
+		return false
+	}
+	defer c.annQueue.Done(key)
+	if err := c.syncAnnotation(ctx, key); err != nil {
+		c.log.Debug("sync annotation", "service", key, "error", err)
+		c.annQueue.AddRateLimited(key)
+		return true
+	}
+	c.annQueue.Forget(key)
+	return true
+}
+
+// syncAnnotation makes herald.io/ip-allocated-from-pool name the pools of
+// what the Service holds.
+func (c *Controller) syncAnnotation(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil
+	}
+	svc, err := c.services.Services(ns).Get(name)
+	if err != nil || !Manages(svc, c.opts.LBClass) {
+		return nil // deleted, or releaseUnmanaged cleans up
+	}
+	alloc, _ := c.alloc.Get(key)
+	if want := poolAnnotation(alloc); svc.Annotations[AnnotationAllocatedFromPool] != want {
+		return c.patchPoolAnnotation(ctx, svc, want)
+	}
+	return nil
 }
 
 // releaseUnmanaged frees what a Service held when it stopped being Herald's
