@@ -602,3 +602,44 @@ func lastDown(evs []routerEvent) *routerEvent {
 	}
 	return down
 }
+
+// TestPeerRestrictionBedSequence replays what a node of the e2e bed does:
+// the server starts, the advertisements are pushed before any session is
+// up, then both peers arrive in one SetPeers call, each with next hops of
+// its own: an iBGP peer with an IPv6 neighbour address ("core", sorted
+// first) and an eBGP peer with an IPv4 one ("edge"). A prefix restricted to
+// core must not reach edge, and one restricted to edge must not reach core.
+func TestPeerRestrictionBedSequence(t *testing.T) {
+	core := newRouter(t, "::1", speakerASN)
+	edge := newRouter(t, "127.0.0.2", ebgpASN)
+	core.neighbor("::1", speakerASN)
+	edge.neighbor(speakerIP, speakerASN)
+	s := newSpeaker(t, speakerASN)
+	toCore := netip.MustParsePrefix("203.0.113.96/32")
+	toEdge := netip.MustParsePrefix("203.0.113.64/28")
+	toAll := netip.MustParsePrefix("203.0.113.0/32")
+	if err := s.SetAdvertisements(ctx, []Advertisement{
+		{Prefix: toAll},
+		{Prefix: toCore, Peers: []string{"core"}, LocalPref: 250},
+		{Prefix: toEdge, Peers: []string{"edge"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pc, pe := core.peerFor("core", 0), edge.peerFor("edge", 0)
+	for _, p := range []*Peer{&pc, &pe} {
+		// The node's addresses, as on the bed; a router drops a path whose
+		// next hop is one of its own (loopback) addresses.
+		p.NextHopIPv4 = netip.MustParseAddr("198.18.0.11")
+		p.NextHopIPv6 = netip.MustParseAddr("2001:db8:18::11")
+	}
+	if err := s.SetPeers(ctx, []Peer{pe, pc}); err != nil {
+		t.Fatal(err)
+	}
+	has := func(r *router, nbr string, p netip.Prefix) bool { _, ok := r.rib(nbr, bgp.RF_IPv4_UC)[p]; return ok }
+	eventually(t, 10*time.Second, "prefixes at both peers", func() bool {
+		return has(core, "::1", toAll) && has(edge, speakerIP, toAll) && has(core, "::1", toCore) && has(edge, speakerIP, toEdge)
+	})
+	never(t, 300*time.Millisecond, "restricted prefixes at the wrong peer", func() bool {
+		return has(edge, speakerIP, toCore) || has(core, "::1", toEdge)
+	})
+}
