@@ -145,6 +145,24 @@ func seconds(d time.Duration) uint64 {
 	return uint64((d + time.Second/2) / time.Second)
 }
 
+// defaultIdleHoldAfterReset is the idle hold after a reset of a peer
+// without a ConnectTime.
+const defaultIdleHoldAfterReset = 5 * time.Second
+
+// idleHoldAfterReset returns how long, in seconds, GoBGP keeps a session
+// Idle after it reset it with a Cease / Administrative Reset, which is what
+// its BFD does when the peer's BFD goes down. GoBGP's default is 30s, so a
+// BFD flap left the session Idle for 30s while BFD was Up again. The peer's
+// ConnectTime is the pace the user chose for reconnecting; without one,
+// defaultIdleHoldAfterReset.
+func idleHoldAfterReset(p *Peer) uint64 {
+	d := p.ConnectTime
+	if d <= 0 {
+		d = defaultIdleHoldAfterReset
+	}
+	return max(seconds(d), 1)
+}
+
 // apiPeer converts p to GoBGP's AddPeer request.
 func apiPeer(p *Peer) *api.Peer {
 	ap := &api.Peer{
@@ -159,9 +177,10 @@ func apiPeer(p *Peer) *api.Peer {
 			RemotePort: uint32(p.Port),
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
-			HoldTime:          seconds(p.HoldTime),
-			KeepaliveInterval: seconds(p.KeepaliveTime),
-			ConnectRetry:      seconds(p.ConnectTime),
+			HoldTime:               seconds(p.HoldTime),
+			KeepaliveInterval:      seconds(p.KeepaliveTime),
+			ConnectRetry:           seconds(p.ConnectTime),
+			IdleHoldTimeAfterReset: idleHoldAfterReset(p),
 		}},
 	}
 	if p.SourceAddress.IsValid() {

@@ -643,3 +643,20 @@ func TestPeerRestrictionBedSequence(t *testing.T) {
 		return has(edge, speakerIP, toCore) || has(core, "::1", toEdge)
 	})
 }
+
+// TestResetReconnectsQuickly resets a session the way GoBGP's BFD does
+// when it sees the peer go down (a hard ResetPeer: Cease / Administrative
+// Reset). The session must come back after the peer's connect time, not
+// after GoBGP's default idle hold of 30s: with BFD on a peer, every BFD
+// flap would otherwise leave the session Idle for 30s while BFD is Up.
+func TestResetReconnectsQuickly(t *testing.T) {
+	s, _, ebgp := twoRouters(t)
+	start := time.Now()
+	if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: ebgp.addr.String(), Communication: "BFD is down"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "ebgp re-established after the reset", func() bool {
+		return ebgp.ups() == 2 && ebgp.established(speakerIP)
+	})
+	t.Logf("session back %v after the reset", time.Since(start).Round(time.Millisecond))
+}
