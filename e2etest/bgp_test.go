@@ -86,6 +86,7 @@ spec:
   ipAddressPools: [core]
   communities: ["65000:200"]
   localPref: 250
+  peers: [core]
 ---
 apiVersion: herald.io/v1beta1
 kind: BGPAdvertisement
@@ -154,6 +155,22 @@ func startBGP(t *testing.T) *bgpBed {
 	// The router: iBGP with node1 and MD5 with node2 over IPv6; IPv6
 	// prefixes are accepted over the IPv4 sessions too (MP-BGP).
 	n1, n2 := bed.Nodes[0].IP6, bed.Nodes[1].IP6
+	// The nodes' IPv4 addresses are explicit members of the NODES peer
+	// group rather than dynamic neighbours of its listen range: bgpd
+	// creates a dynamic neighbour when its session comes up and deletes it
+	// when it goes down, and FRR 8.4 then re-registers the neighbour's BFD
+	// session (first without a local address or interface, then with
+	// them), which deletes and re-creates the session in bfdd at every BGP
+	// establishment. The node sees BFD go down and resets BGP, which
+	// deletes the dynamic neighbour again: a loop. An explicit neighbour
+	// keeps its BFD session, and its last reset reason (SIGTERM).
+	nodes := []string{fmt.Sprintf("router bgp %d", testbed.RouterASN)}
+	for _, n := range bed.Nodes {
+		nodes = append(nodes, fmt.Sprintf(" neighbor %s peer-group NODES", n.IP))
+	}
+	if err := bed.Router.Configure(ctx, nodes...); err != nil {
+		t.Fatal(err)
+	}
 	// The iBGP path has an empty AS path, which beats the eBGP paths and
 	// would defeat ECMP: the router takes only pool core over iBGP.
 	if err := bed.Router.Configure(ctx,
@@ -404,8 +421,9 @@ func TestBGP(t *testing.T) {
 	t.Run("Sessions", func(t *testing.T) {
 		b := b.with(t)
 		start := time.Now()
-		b.established(false, 60*time.Second, b.nodeIPs(false, 1, 2, 3)...)
-		b.established(true, 60*time.Second, b.Nodes[0].IP6.String())
+		// node1's iBGP session runs over IPv6 but carries IPv4 unicast only
+		// (the router activates it in that address family alone).
+		b.established(false, 60*time.Second, append(b.nodeIPs(false, 1, 2, 3), b.Nodes[0].IP6.String())...)
 		t.Logf("eBGP x3 and iBGP sessions established %v after the speakers started", time.Since(start).Round(time.Millisecond))
 		for _, n := range []string{"node1-edge", "node2-edge", "node3-edge", "node1-core"} {
 			b.waitSessionState(n, 15*time.Second, func(st map[string]any) bool { return st["state"] == "Established" })
@@ -621,17 +639,21 @@ kind: BFDProfile
 metadata: {name: fast}
 spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}
 `)
-		// Dynamic neighbours have no BFD session until BGP is up, while
-		// GoBGP waits for BFD: the router needs static BFD peers.
-		lines := []string{"bfd"}
-		for _, ip := range b.nodeIPs(false, 1, 2, 3) {
-			lines = append(lines, " peer "+ip+" local-address "+testbed.RouterFabricIP.String(),
-				"  receive-interval 300", "  transmit-interval 300", "  detect-multiplier 3", " exit")
-		}
-		lines = append(lines, "exit", fmt.Sprintf("router bgp %d", testbed.RouterASN), " neighbor NODES bfd")
-		if err := b.Router.Configure(ctx, lines...); err != nil {
+		// bgpd registers a BFD session for each of its neighbours (explicit
+		// ones, see startBGP), and keeps it while BGP is down.
+		if err := b.Router.Configure(ctx, "bfd", " profile fast", "  receive-interval 300", "  transmit-interval 300",
+			"  detect-multiplier 3", " exit", "exit", fmt.Sprintf("router bgp %d", testbed.RouterASN),
+			" neighbor NODES bfd", " neighbor NODES bfd profile fast"); err != nil {
 			t.Fatal(err)
 		}
+		defer func() {
+			if t.Failed() {
+				for _, c := range []string{"show bfd peers", "show bfd peers counters", "show bgp summary"} {
+					out, _ := b.Router.Vtysh(context.Background(), c)
+					t.Logf("router: %s:\n%s", c, out)
+				}
+			}
+		}()
 		patchPeer(t, b.Bed, "edge", `{"spec":{"bfdProfile":"fast"}}`)
 		for _, n := range []string{"node1-edge", "node2-edge", "node3-edge"} {
 			b.waitSessionState(n, 30*time.Second, func(st map[string]any) bool { return st["state"] == "Established" && st["bfdState"] == "Up" })
@@ -668,6 +690,7 @@ spec: {receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3}
 		}
 		// ... and peers over eBGP multihop with the router's far address.
 		if err := b.Router.Configure(ctx, fmt.Sprintf("router bgp %d", testbed.RouterASN),
+			fmt.Sprintf(" no neighbor %s", b.Nodes[2].IP), // leaves the NODES peer group
 			fmt.Sprintf(" neighbor %s remote-as 64601", b.Nodes[2].IP),
 			fmt.Sprintf(" neighbor %s ebgp-multihop 255", b.Nodes[2].IP),
 			fmt.Sprintf(" neighbor %s timers 3 9", b.Nodes[2].IP),
@@ -831,6 +854,12 @@ func (b *bgpBed) latency(ctx context.Context, t *testing.T, n int) {
 // scale creates n Services without IPs, then writes all their statuses at
 // once (IPv6 addresses from the bench pool) and measures until FRR has
 // every prefix from node1.
+//
+// The bound applies from the last status write: the writes themselves take
+// as long as the kube-apiserver needs for n status updates (tens of seconds
+// for 5,000 on a loaded 2-core bed), which says nothing about the speaker.
+// A speaker that fell behind the writes would show up there, because the
+// prefixes it still owes are counted from the last write.
 func (b *bgpBed) scale(ctx context.Context, t *testing.T, n int) {
 	ns := "bench"
 	if err := b.EnsureNamespace(ctx, ns); err != nil {
@@ -894,20 +923,20 @@ func (b *bgpBed) scale(ctx context.Context, t *testing.T, n int) {
 		if err == nil && sum[b.Nodes[0].IP.String()].PfxRcd >= base+n {
 			break
 		}
-		if time.Since(start) > 60*time.Second {
-			t.Fatalf("router has %d of %d prefixes after 60s", sum[b.Nodes[0].IP.String()].PfxRcd-base, n)
+		if time.Since(lastWrite) > 60*time.Second {
+			t.Fatalf("router has %d of %d prefixes 60s after the last write", sum[b.Nodes[0].IP.String()].PfxRcd-base, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	total := time.Since(start)
+	total, tail := time.Since(start), time.Since(lastWrite)
 	t.Logf("FIGURE %d Service statuses written (32 writers, %v) -> all %d prefixes at FRR from node1: %v after the first write, %v after the last",
-		n, writes.Round(time.Millisecond), n, total.Round(time.Millisecond), time.Since(lastWrite).Round(time.Millisecond))
+		n, writes.Round(time.Millisecond), n, total.Round(time.Millisecond), tail.Round(time.Millisecond))
 	for _, nd := range b.Nodes {
 		if data, err := os.ReadFile(b.speakers[nd.Name].Log); err == nil {
 			t.Logf("%s log size %d bytes", nd.Name, len(data))
 		}
 	}
-	if total > 5*time.Second {
-		t.Errorf("%v, want < 5s", total)
+	if tail > 5*time.Second {
+		t.Errorf("all %d prefixes at FRR %v after the last status write, want < 5s", n, tail)
 	}
 }
