@@ -48,7 +48,7 @@ func run() error {
 		leaseDuration = fs.Duration("lease-duration", 15*time.Second, "leader-election lease duration")
 		renewDeadline = fs.Duration("renew-deadline", 10*time.Second, "leader-election renew deadline")
 		retryPeriod   = fs.Duration("retry-period", 2*time.Second, "leader-election retry period")
-		workers       = fs.Int("workers", 32, "Services synced in parallel")
+		workers       = fs.Int("workers", 64, "Services synced in parallel")
 		qps           = fs.Float64("kube-api-qps", k8s.DefaultQPS, "client-side limit of API requests per second")
 		burst         = fs.Int("kube-api-burst", k8s.DefaultBurst, "client-side burst of API requests")
 		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")

@@ -55,7 +55,9 @@ type Options struct {
 	LBClass string
 	// Namespace is Herald's own namespace (Secrets, Lease).
 	Namespace string
-	// Workers is the number of Services synced in parallel. Default 32.
+	// Workers is the number of Services synced in parallel. Default 64:
+	// a sync mostly waits for the API server, so more workers than cores
+	// keep it busy.
 	Workers int
 	// Logger is the one structured logger.
 	Logger *slog.Logger
@@ -108,7 +110,7 @@ const configKey = "config"
 // New creates a Controller; nothing runs until Start.
 func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorder, opts Options) (*Controller, error) {
 	if opts.Workers <= 0 {
-		opts.Workers = 32
+		opts.Workers = 64
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -142,7 +144,7 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: c.enqueueService,
 		UpdateFunc: func(old, cur any) {
-			if old.(*corev1.Service).ResourceVersion != cur.(*corev1.Service).ResourceVersion {
+			if c.needsSync(old.(*corev1.Service), cur.(*corev1.Service)) {
 				c.enqueueService(cur)
 			}
 		},
@@ -199,11 +201,13 @@ func (c *Controller) Lead(ctx context.Context) {
 	c.leading = true
 	c.mu.Unlock()
 	c.log.Info("restored existing assignments", "services", n, "duration", time.Since(start))
-	if err := c.ensureMemberlistSecret(ctx); err != nil {
-		c.log.Error("memberlist secret", "error", err)
-	}
 
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := c.ensureMemberlistSecret(ctx); err != nil {
+			c.log.Error("memberlist secret", "error", err)
+		}
+	})
 	run := func(n int, f func(context.Context) bool) {
 		for range n {
 			wg.Go(func() {
@@ -229,6 +233,21 @@ func (c *Controller) Ready() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.leading
+}
+
+// needsSync reports whether an update can change what the Service should
+// hold. The echo of Herald's own status write, which is most updates during
+// a backlog, cannot.
+func (c *Controller) needsSync(old, cur *corev1.Service) bool {
+	if old.ResourceVersion == cur.ResourceVersion {
+		return false
+	}
+	if old.Generation != cur.Generation || !maps.Equal(old.Annotations, cur.Annotations) || !maps.Equal(old.Labels, cur.Labels) ||
+		cur.DeletionTimestamp != nil {
+		return true
+	}
+	held, _ := c.alloc.Get(cur.Namespace + "/" + cur.Name)
+	return !sameIngress(cur.Status.LoadBalancer.Ingress, held.IPs)
 }
 
 func (c *Controller) enqueueService(obj any) {
