@@ -891,10 +891,11 @@ func (b *bgpBed) scale(ctx context.Context, t *testing.T, n int) {
 		close(ch)
 		wg.Wait()
 	}
+	fast := fastClient(t, b.Bed) // the bed's admin client is limited to 100 QPS
 	start := time.Now()
 	no := false
 	work(func(i int) error {
-		_, err := b.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		_, err := fast.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%d", i)},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, AllocateLoadBalancerNodePorts: &no,
 				Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
@@ -911,7 +912,8 @@ func (b *bgpBed) scale(ctx context.Context, t *testing.T, n int) {
 		for range i + 1 {
 			ip = ip.Next()
 		}
-		_, err := b.SetLoadBalancerIngress(ctx, ns, fmt.Sprintf("s%d", i), ip)
+		patch := fmt.Sprintf(`{"status":{"loadBalancer":{"ingress":[{"ip":%q,"ipMode":"VIP"}]}}}`, ip)
+		_, err := fast.CoreV1().Services(ns).Patch(ctx, fmt.Sprintf("s%d", i), types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
 		mu.Lock()
 		lastWrite = time.Now()
 		mu.Unlock()
