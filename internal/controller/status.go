@@ -153,6 +153,13 @@ func (c *Controller) informerFor(kind string) (cache.SharedIndexInformer, string
 	}
 }
 
+// configObject is one of Herald's configuration kinds.
+type configObject interface {
+	runtime.Object
+	GetGeneration() int64
+	ConfigStatus() *v1beta1.Status
+}
+
 // syncStatus writes one configuration object's status when it differs
 // from what Herald knows.
 func (c *Controller) syncStatus(ctx context.Context, ref objectRef) error {
@@ -168,38 +175,19 @@ func (c *Controller) syncStatus(ctx context.Context, ref objectRef) error {
 	problems := c.problems[ref]
 	c.mu.Unlock()
 
-	var (
-		status     *v1beta1.Status
-		generation int64
-		updated    runtime.Object
-		changed    bool
-	)
-	switch o := obj.(type) {
-	case *v1beta1.IPAddressPool:
-		p := o.DeepCopy()
+	o, ok := obj.(configObject)
+	if !ok {
+		return fmt.Errorf("unexpected object %T", obj)
+	}
+	updated := o.DeepCopyObject().(configObject)
+	status, generation := updated.ConfigStatus(), updated.GetGeneration()
+	changed := false
+	if p, ok := updated.(*v1beta1.IPAddressPool); ok {
 		stats, _ := c.alloc.Stats(p.Name)
 		changed = c.setPoolCounts(p, stats)
-		status, generation, updated = &p.Status.Status, p.Generation, p
 		if c.setPoolConditions(status, generation, problems, stats) {
 			changed = true
 		}
-	case *v1beta1.L2Advertisement:
-		x := o.DeepCopy()
-		status, generation, updated = &x.Status, x.Generation, x
-	case *v1beta1.BGPAdvertisement:
-		x := o.DeepCopy()
-		status, generation, updated = &x.Status, x.Generation, x
-	case *v1beta1.BGPPeer:
-		x := o.DeepCopy()
-		status, generation, updated = &x.Status, x.Generation, x
-	case *v1beta1.BFDProfile:
-		x := o.DeepCopy()
-		status, generation, updated = &x.Status, x.Generation, x
-	case *v1beta1.Community:
-		x := o.DeepCopy()
-		status, generation, updated = &x.Status, x.Generation, x
-	default:
-		return fmt.Errorf("unexpected object %T", obj)
 	}
 	if setReady(status, generation, problems) {
 		changed = true
