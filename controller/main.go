@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/heraldlb/herald/internal/controller"
+	"github.com/heraldlb/herald/internal/fence"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/metrics"
 	"github.com/heraldlb/herald/internal/version"
@@ -85,8 +86,18 @@ func run() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	recorder := k8s.NewRecorder(ctx, clients, "herald-controller", *identity, log)
+	// Writes stop RenewDeadline after the last renewal was sent: when
+	// client-go would give up anyway, and LeaseDuration-RenewDeadline before
+	// another replica can take over.
+	f := fence.Open()
+	if *leaderElect {
+		if *renewDeadline >= *leaseDuration {
+			return fmt.Errorf("--renew-deadline (%s) must be shorter than --lease-duration (%s)", *renewDeadline, *leaseDuration)
+		}
+		f = fence.New(*renewDeadline)
+	}
 	c, err := controller.New(ctx, clients, recorder, controller.Options{
-		LBClass: *lbClass, Namespace: *namespace, Workers: *workers, Logger: log, Metrics: metrics.NewController(reg),
+		LBClass: *lbClass, Namespace: *namespace, Workers: *workers, Logger: log, Metrics: metrics.NewController(reg), Fence: f,
 	})
 	if err != nil {
 		return err
@@ -109,7 +120,7 @@ func run() error {
 	}
 	return k8s.RunAsLeader(ctx, clients, k8s.LeaderConfig{
 		Namespace: *namespace, Name: *leaseName, Identity: *identity,
-		LeaseDuration: *leaseDuration, RenewDeadline: *renewDeadline, RetryPeriod: *retryPeriod,
+		LeaseDuration: *leaseDuration, RenewDeadline: *renewDeadline, RetryPeriod: *retryPeriod, Fence: f,
 	}, log, c.Lead)
 }
 

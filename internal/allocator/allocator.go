@@ -34,6 +34,16 @@ type Allocator struct {
 	shared map[string][]netip.Addr
 	// outOfPool holds the addresses in use that are in no pool.
 	outOfPool map[netip.Addr]struct{}
+	// pins holds, per Service, the addresses its status shows in the API
+	// (see Pin). A pin is a holder of its addresses, so they are never
+	// handed out to another Service while the API still shows them.
+	pins map[string]*pin
+}
+
+// pin is what the API shows one Service holding, as of resource version rv.
+type pin struct {
+	svc *service
+	rv  uint64
 }
 
 type rangeRef struct {
@@ -64,6 +74,8 @@ type service struct {
 	backendKey string
 	ports      []Port
 	ips        []netip.Addr
+	// pinned marks the record of a pin, not of an allocation.
+	pinned bool
 }
 
 // Allocation is what a Service holds.
@@ -86,6 +98,7 @@ func New() *Allocator {
 		services:  map[string]*service{},
 		shared:    map[string][]netip.Addr{},
 		outOfPool: map[netip.Addr]struct{}{},
+		pins:      map[string]*pin{},
 	}
 }
 
@@ -298,10 +311,16 @@ func (al *Allocator) detach(key string) *held {
 		return nil
 	}
 	delete(al.services, key)
-	h := &held{svc: svc, lastPool: make([]string, len(svc.ips))}
+	return &held{svc: svc, lastPool: al.detachIPs(svc)}
+}
+
+// detachIPs removes svc from the holders of its addresses, freeing those
+// it was the last holder of, and returns the pool each was last in.
+func (al *Allocator) detachIPs(svc *service) []string {
+	lastPool := make([]string, len(svc.ips))
 	for i, ip := range svc.ips {
 		st := al.ips[ip]
-		h.lastPool[i] = st.lastPool
+		lastPool[i] = st.lastPool
 		st.holders = slices.DeleteFunc(st.holders, func(s *service) bool { return s == svc })
 		if len(st.holders) > 0 {
 			continue
@@ -324,13 +343,18 @@ func (al *Allocator) detach(key string) *held {
 			}
 		}
 	}
-	return h
+	return lastPool
 }
 
 // attach records svc as the user of its addresses; lastPool[i] names the
 // pool to remember for svc.ips[i] if it is in none.
 func (al *Allocator) attach(svc *service, lastPool []string) {
 	al.services[svc.key] = svc
+	al.attachIPs(svc, lastPool)
+}
+
+// attachIPs adds svc to the holders of its addresses.
+func (al *Allocator) attachIPs(svc *service, lastPool []string) {
 	for i, ip := range svc.ips {
 		st := al.ips[ip]
 		if st == nil {
@@ -355,11 +379,24 @@ func (al *Allocator) reattach(h *held) {
 	}
 }
 
-// canShare returns why q cannot use ip (in use as st), or nil.
+// canShare returns why q cannot get ip (in use as st) as a new address,
+// or nil. Pins count: an address that another Service still shows in the
+// API is never given out to a Service that may not share it.
 func canShare(ip netip.Addr, st *ipState, q *request) error {
+	return checkShare(ip, st, q, true)
+}
+
+// canKeep returns why q cannot keep ip, which it holds already, or nil.
+// Pins do not count: when two Services show one address in the API, the
+// one the allocator holds it for keeps it and the other moves.
+func canKeep(ip netip.Addr, st *ipState, q *request) error {
+	return checkShare(ip, st, q, false)
+}
+
+func checkShare(ip netip.Addr, st *ipState, q *request, pins bool) error {
 	for _, h := range st.holders {
 		switch {
-		case h.key == q.Key:
+		case h.key == q.Key || h.pinned && !pins:
 			continue
 		case h.sharingKey == "":
 			return errorf(ErrConflict, "IP %s is used by %s, which does not share it (it has no herald.io/allow-shared-ip key)", ip, h.key)
@@ -415,7 +452,7 @@ func (al *Allocator) Assign(r Request, ips []netip.Addr) (Allocation, error) {
 	lastPool := make([]string, len(svc.ips))
 	for i, ip := range svc.ips {
 		if st := al.ips[ip]; st != nil {
-			if err := canShare(ip, st, q); err != nil {
+			if err := canKeep(ip, st, q); err != nil {
 				al.reattach(old)
 				return Allocation{}, err
 			}
@@ -504,7 +541,7 @@ func (al *Allocator) plan(q *request, old *held) ([]netip.Addr, []string, error)
 			if q.Pool != "" && al.poolName(ip, old) != q.Pool {
 				continue
 			}
-			if st := al.ips[ip]; st != nil && canShare(ip, st, q) != nil {
+			if st := al.ips[ip]; st != nil && canKeep(ip, st, q) != nil {
 				continue
 			}
 			got[famIndex(f)] = ip
@@ -577,7 +614,7 @@ func (al *Allocator) checkRequested(ip netip.Addr, q *request, old *held) error 
 			}
 		}
 		if st != nil {
-			return canShare(ip, st, q)
+			return canKeep(ip, st, q)
 		}
 		return nil
 	}
@@ -663,6 +700,73 @@ func (al *Allocator) noFree(q *request, cands []*poolState, f config.Family) err
 	return errorf(ErrExhausted, "no free %s address: pools %s are full", f, quoteList(with))
 }
 
+// Pin records that the API shows the Service r.Key holding ips in its
+// status, as of resource version rv (0 when unknown). Until the Service is
+// seen to release them (a later Pin without them, or Unpin), those addresses
+// are in use: no other Service gets them unless r's sharing fields (Key,
+// SharingKey, BackendKey, Ports) allow it, whatever the allocator itself
+// holds. Pin with an rv older than the pin's is ignored, so a stale event
+// never unpins. Addresses are pinned whether or not they are in a pool.
+func (al *Allocator) Pin(r Request, rv uint64, ips []netip.Addr) {
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	old := al.pins[r.Key]
+	if old != nil && rv != 0 && rv < old.rv {
+		return
+	}
+	q, err := newShareRequest(&r)
+	if err != nil {
+		return
+	}
+	svc := &service{key: r.Key, sharingKey: r.SharingKey, backendKey: r.BackendKey, ports: q.ports, pinned: true}
+	for _, ip := range ips {
+		if ip.IsValid() {
+			svc.ips = append(svc.ips, ip.Unmap().WithZone(""))
+		}
+	}
+	slices.SortFunc(svc.ips, netip.Addr.Compare)
+	svc.ips = slices.Compact(svc.ips)
+	if old != nil {
+		if slices.Equal(old.svc.ips, svc.ips) && old.svc.sharingKey == svc.sharingKey && old.svc.backendKey == svc.backendKey &&
+			slices.Equal(old.svc.ports, svc.ports) {
+			old.rv = max(old.rv, rv)
+			return
+		}
+		al.detachIPs(old.svc)
+		delete(al.pins, r.Key)
+	}
+	if len(svc.ips) == 0 {
+		return
+	}
+	lastPool := make([]string, len(svc.ips))
+	for i := range lastPool {
+		lastPool[i] = r.Pool
+	}
+	al.attachIPs(svc, lastPool)
+	al.pins[r.Key] = &pin{svc: svc, rv: rv}
+}
+
+// Unpin forgets what the API showed the Service key holding: it was
+// deleted.
+func (al *Allocator) Unpin(key string) {
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	if p := al.pins[key]; p != nil {
+		al.detachIPs(p.svc)
+		delete(al.pins, key)
+	}
+}
+
+// Pinned returns the addresses pinned for the Service key, sorted.
+func (al *Allocator) Pinned(key string) []netip.Addr {
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	if p := al.pins[key]; p != nil {
+		return slices.Clone(p.svc.ips)
+	}
+	return nil
+}
+
 // Get returns what the Service key holds.
 func (al *Allocator) Get(key string) (Allocation, bool) {
 	al.mu.Lock()
@@ -697,7 +801,7 @@ func (al *Allocator) Holders(ip netip.Addr) []string {
 	for i, h := range st.holders {
 		keys[i] = h.key
 	}
-	return keys
+	return slices.Compact(keys)
 }
 
 // OutOfPool returns the keys of the Services that hold an address in no

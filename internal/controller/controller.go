@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +19,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -28,6 +28,7 @@ import (
 
 	"github.com/heraldlb/herald/internal/allocator"
 	"github.com/heraldlb/herald/internal/config"
+	"github.com/heraldlb/herald/internal/fence"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/metrics"
 )
@@ -63,6 +64,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receives the controller's figures; nil disables them.
 	Metrics *metrics.Controller
+	// Fence gates every write (events aside): a write starts only while
+	// this replica's lease is valid by its own clock, and its request ends
+	// when the lease does. Nil means fence.Open(): the only replica.
+	Fence *fence.Fence
 }
 
 // Controller allocates addresses to Services. Create it with New, start
@@ -115,6 +120,9 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Fence == nil {
+		opts.Fence = fence.Open()
+	}
 	c := &Controller{
 		opts:        opts,
 		log:         opts.Logger,
@@ -142,13 +150,22 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 	c.services, c.namespaces, c.secrets = svcInf.Lister(), nsInf.Lister(), secInf.Lister()
 
 	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.enqueueService,
+		AddFunc: func(obj any) {
+			c.pin(obj.(*corev1.Service))
+			c.enqueueService(obj)
+		},
 		UpdateFunc: func(old, cur any) {
+			c.pin(cur.(*corev1.Service))
 			if c.needsSync(old.(*corev1.Service), cur.(*corev1.Service)) {
 				c.enqueueService(cur)
 			}
 		},
-		DeleteFunc: c.enqueueService,
+		DeleteFunc: func(obj any) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				c.alloc.Unpin(key)
+			}
+			c.enqueueService(obj)
+		},
 	}); err != nil {
 		return nil, err
 	}
@@ -192,11 +209,22 @@ func (c *Controller) Start(ctx context.Context) error {
 }
 
 // Lead does the leader's work until ctx ends: it loads every existing
-// assignment before it allocates anything, then runs the workers.
+// assignment, from a consistent read of the API, before it allocates
+// anything, then runs the workers. Lead runs once per Controller: a replica
+// that stops leading exits, since what it knows may be stale.
 func (c *Controller) Lead(ctx context.Context) {
 	start := time.Now()
 	c.rebuildConfig()
-	n := c.restore()
+	n, err := c.restore(ctx)
+	for err != nil {
+		c.log.Error("restore assignments: retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		n, err = c.restore(ctx)
+	}
 	c.mu.Lock()
 	c.leading = true
 	c.mu.Unlock()
@@ -270,13 +298,25 @@ func (c *Controller) namespaceChanged(ns string) {
 	}
 }
 
-// restore loads the addresses in every managed Service's status into the
-// allocator, oldest Service first, and queues every managed Service.
-func (c *Controller) restore() int {
-	svcs, err := c.services.List(labels.Everything())
-	if err != nil {
-		c.log.Error("list services", "error", err)
-		return 0
+// restore loads the addresses in every Service's status into the
+// allocator, oldest Service first, and queues every managed Service. It
+// reads the Services from the API server (a consistent, quorum read), not
+// from the cache, which may lag behind what a former leader wrote.
+func (c *Controller) restore(ctx context.Context) (int, error) {
+	var svcs []*corev1.Service
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := c.clients.Kube.CoreV1().Services("").List(ctx, opts)
+		if err != nil {
+			return 0, fmt.Errorf("list services: %w", err)
+		}
+		for i := range list.Items {
+			svcs = append(svcs, &list.Items[i])
+		}
+		if list.Continue == "" {
+			break
+		}
+		opts.Continue = list.Continue
 	}
 	slices.SortFunc(svcs, func(a, b *corev1.Service) int {
 		if d := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); d != 0 {
@@ -286,6 +326,7 @@ func (c *Controller) restore() int {
 	})
 	n := 0
 	for _, svc := range svcs {
+		c.pin(svc)
 		if !Manages(svc, c.opts.LBClass) {
 			continue
 		}
@@ -294,20 +335,33 @@ func (c *Controller) restore() int {
 		if len(addrs) == 0 {
 			continue
 		}
-		req, _, err := RequestFor(svc, c.nsLabels(svc.Namespace))
-		if err != nil {
-			req = allocator.Request{Key: svc.Namespace + "/" + svc.Name}
-		}
-		if _, err := c.alloc.Assign(req, addrs); err != nil {
+		if _, err := c.alloc.Assign(c.shareRequest(svc), addrs); err != nil {
 			// Another, older Service holds the address: this one gets a new
 			// one when its sync runs.
-			c.log.Warn("cannot restore assignment", "service", req.Key, "ips", addrs, "error", err)
+			c.log.Warn("cannot restore assignment", "service", svc.Namespace+"/"+svc.Name, "ips", addrs, "error", err)
 			c.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonAllocationFailed, "cannot keep %v: %v", addrs, err)
 			continue
 		}
 		n++
 	}
-	return n
+	return n, nil
+}
+
+// shareRequest is svc's request, or, when it is invalid, a request that
+// shares nothing.
+func (c *Controller) shareRequest(svc *corev1.Service) allocator.Request {
+	req, _, err := RequestFor(svc, c.nsLabels(svc.Namespace))
+	if err != nil || !Manages(svc, c.opts.LBClass) {
+		req = allocator.Request{Key: svc.Namespace + "/" + svc.Name}
+	}
+	return req
+}
+
+// pin tells the allocator what svc's status shows, so that no address in
+// it is given to another Service until svc is seen to release it.
+func (c *Controller) pin(svc *corev1.Service) {
+	rv, _ := strconv.ParseUint(svc.ResourceVersion, 10, 64)
+	c.alloc.Pin(c.shareRequest(svc), rv, statusAddrs(svc))
 }
 
 func (c *Controller) processService(ctx context.Context) bool {
@@ -336,6 +390,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		c.forget(key)
+		c.alloc.Unpin(key)
 		if held, ok := c.alloc.Get(key); ok {
 			c.alloc.Release(key)
 			c.poolsChanged(held.Pools)
@@ -355,7 +410,15 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	for _, w := range warnings {
 		c.recordOnce(svc, key, "alias:"+w, corev1.EventTypeWarning, ReasonDeprecatedAlias, w)
 	}
-	before, _ := c.alloc.Get(key)
+	before, ok := c.alloc.Get(key)
+	if shown := statusAddrs(svc); !ok && len(shown) > 0 && reqErr == nil {
+		// The API shows addresses this replica has not restored (a former
+		// leader wrote them after the restore's read): keep them if the
+		// rules allow, as a restart would.
+		if a, err := c.alloc.Assign(req, shown); err == nil {
+			before = a
+		}
+	}
 	var alloc allocator.Allocation
 	if reqErr == nil {
 		alloc, err = c.alloc.Allocate(req)
@@ -460,16 +523,19 @@ func (c *Controller) releaseUnmanaged(ctx context.Context, svc *corev1.Service, 
 	return nil
 }
 
+// patchIngress writes addrs to svc's status, on condition that the Service
+// is still at the resourceVersion the decision read: if anything changed
+// it since (a former leader's write, a user's edit), the API server refuses
+// with a conflict and the Service is decided again from fresh state.
 func (c *Controller) patchIngress(ctx context.Context, svc *corev1.Service, addrs []netip.Addr) error {
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"loadBalancer": map[string]any{"ingress": ingressFor(addrs)}}})
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": svc.ResourceVersion},
+		"status":   map[string]any{"loadBalancer": map[string]any{"ingress": ingressFor(addrs)}},
+	})
 	if err != nil {
 		return err
 	}
-	_, err = c.clients.Kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
-	if err != nil {
-		return fmt.Errorf("patch status of %s/%s: %w", svc.Namespace, svc.Name, err)
-	}
-	return nil
+	return c.patchService(ctx, svc, patch, "status")
 }
 
 func (c *Controller) patchPoolAnnotation(ctx context.Context, svc *corev1.Service, pool string) error {
@@ -477,15 +543,45 @@ func (c *Controller) patchPoolAnnotation(ctx context.Context, svc *corev1.Servic
 	if pool == "" {
 		value = nil // removes it
 	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationAllocatedFromPool: value}}})
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": svc.ResourceVersion,
+		"annotations":     map[string]any{AnnotationAllocatedFromPool: value},
+	}})
 	if err != nil {
 		return err
 	}
-	_, err = c.clients.Kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return c.patchService(ctx, svc, patch)
+}
+
+// patchService sends a conditional merge patch through the fence, and pins
+// what the written Service shows.
+func (c *Controller) patchService(ctx context.Context, svc *corev1.Service, patch []byte, subresources ...string) error {
+	var out *corev1.Service
+	err := c.fenced(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = c.clients.Kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}, subresources...)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("annotate %s/%s: %w", svc.Namespace, svc.Name, err)
+		if apierrors.IsConflict(err) {
+			c.opts.Metrics.Conflict()
+		}
+		return fmt.Errorf("patch %s/%s %v: %w", svc.Namespace, svc.Name, subresources, err)
 	}
+	c.pin(out)
 	return nil
+}
+
+// fenced runs one write with a context that ends when this replica's lease
+// does, or refuses it when the lease is not valid now.
+func (c *Controller) fenced(ctx context.Context, write func(context.Context) error) error {
+	wctx, cancel, err := c.opts.Fence.Context(ctx)
+	defer cancel()
+	if err != nil {
+		c.opts.Metrics.Fenced()
+		return err
+	}
+	return write(wctx)
 }
 
 func (c *Controller) nsLabels(ns string) map[string]string {
@@ -561,11 +657,14 @@ func (c *Controller) ensureMemberlistSecret(ctx context.Context) error {
 	if _, err := rand.Read(key); err != nil {
 		return err
 	}
-	_, err := c.clients.Kube.CoreV1().Secrets(c.opts.Namespace).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: MemberlistSecretName, Namespace: c.opts.Namespace,
-			Labels: map[string]string{"app.kubernetes.io/name": "herald"}},
-		Data: map[string][]byte{MemberlistSecretKey: key},
-	}, metav1.CreateOptions{})
+	err := c.fenced(ctx, func(ctx context.Context) error {
+		_, err := c.clients.Kube.CoreV1().Secrets(c.opts.Namespace).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: MemberlistSecretName, Namespace: c.opts.Namespace,
+				Labels: map[string]string{"app.kubernetes.io/name": "herald"}},
+			Data: map[string][]byte{MemberlistSecretKey: key},
+		}, metav1.CreateOptions{})
+		return err
+	})
 	if apierrors.IsAlreadyExists(err) {
 		return nil
 	}

@@ -199,7 +199,9 @@ func (c *Controller) syncStatus(ctx context.Context, ref objectRef) error {
 	if !changed {
 		return nil
 	}
-	return k8s.UpdateHeraldStatus(ctx, c.clients, resource, ref.name, updated)
+	return c.fenced(ctx, func(ctx context.Context) error {
+		return k8s.UpdateHeraldStatus(ctx, c.clients, resource, ref.name, updated)
+	})
 }
 
 // setReady sets the Ready condition from an object's problems; it reports

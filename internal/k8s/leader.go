@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/heraldlb/herald/internal/fence"
 )
 
 // LeaderConfig says how a replica competes for leadership.
@@ -19,21 +21,56 @@ type LeaderConfig struct {
 	Identity string
 	// LeaseDuration, RenewDeadline and RetryPeriod are client-go's timings.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Fence learns of every successful write of the Lease that names this
+	// replica; make it with fence.New(RenewDeadline), so that writes stop
+	// at the latest when client-go itself would give up, and always
+	// LeaseDuration-RenewDeadline before another replica may take over.
+	Fence *fence.Fence
+}
+
+// fencedLock is a Lease lock that tells the fence when a write naming this
+// replica succeeded, and when it was sent.
+type fencedLock struct {
+	resourcelock.Interface
+	fence *fence.Fence
+}
+
+func (l *fencedLock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	sent := time.Now()
+	err := l.Interface.Create(ctx, rec)
+	if err == nil && rec.HolderIdentity == l.Identity() {
+		l.fence.Renewed(sent)
+	}
+	return err
+}
+
+func (l *fencedLock) Update(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	sent := time.Now()
+	err := l.Interface.Update(ctx, rec)
+	if err == nil && rec.HolderIdentity == l.Identity() {
+		l.fence.Renewed(sent)
+	}
+	return err
 }
 
 // RunAsLeader blocks until this replica leads, then calls lead with a
-// context that ends when leadership is lost or ctx ends. It returns when
-// lead returns or leadership is lost; a lost leadership is an error, so the
-// binary exits and restarts with fresh state.
+// context that ends when leadership is lost, the fence lapses, or ctx ends.
+// It returns when lead returns or leadership is lost; a lost leadership or
+// a lapsed fence is an error, so the binary exits and restarts with fresh
+// state: whatever it decided before may be stale.
 func RunAsLeader(ctx context.Context, c *Clients, cfg LeaderConfig, log *slog.Logger, lead func(context.Context)) error {
-	lock := &resourcelock.LeaseLock{
+	if cfg.Fence == nil {
+		return fmt.Errorf("leader election: no fence")
+	}
+	lock := &fencedLock{fence: cfg.Fence, Interface: &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.Name},
 		Client:     c.Kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
-	}
+	}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lost := false
+	lapsed := make(chan struct{})
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   cfg.LeaseDuration,
@@ -44,6 +81,20 @@ func RunAsLeader(ctx context.Context, c *Clients, cfg LeaderConfig, log *slog.Lo
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				log.Info("became leader", "identity", cfg.Identity)
+				ctx, cancelLead := context.WithCancel(ctx)
+				defer cancelLead()
+				go cfg.Fence.Watch(ctx)
+				go func() {
+					select {
+					case <-cfg.Fence.Lapsed():
+						log.Warn("lease lapsed by this replica's clock (paused, or renewals stalled): stopping all writes and exiting",
+							"identity", cfg.Identity)
+						close(lapsed)
+						cancelLead()
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
 				lead(ctx)
 				cancel()
 			},
@@ -64,6 +115,11 @@ func RunAsLeader(ctx context.Context, c *Clients, cfg LeaderConfig, log *slog.Lo
 		return fmt.Errorf("leader election: %w", err)
 	}
 	le.Run(ctx)
+	select {
+	case <-lapsed:
+		return fmt.Errorf("leader election: the lease %s/%s lapsed by this replica's clock", cfg.Namespace, cfg.Name)
+	default:
+	}
 	if lost {
 		return fmt.Errorf("leader election: lost the lease %s/%s", cfg.Namespace, cfg.Name)
 	}

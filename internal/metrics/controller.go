@@ -12,6 +12,8 @@ type Controller struct {
 	failures    *prometheus.CounterVec
 	reconcile   *prometheus.HistogramVec
 	pool        *prometheus.GaugeVec
+	fenced      prometheus.Counter
+	conflicts   prometheus.Counter
 }
 
 // NewController creates the controller's collectors and registers them.
@@ -30,8 +32,14 @@ func NewController(reg prometheus.Registerer) *Controller {
 		pool: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_pool_addresses", Help: "Addresses of a pool, by family and state (total, assigned, available).",
 		}, []string{"pool", "family", "state"}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_fenced_writes_total", Help: "Writes not sent because this replica's lease was not valid by its own clock.",
+		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_write_conflicts_total", Help: "Service writes refused by the API server because the Service changed since the decision read it.",
+		}),
 	}
-	reg.MustRegister(m.allocations, m.failures, m.reconcile, m.pool)
+	reg.MustRegister(m.allocations, m.failures, m.reconcile, m.pool, m.fenced, m.conflicts)
 	return m
 }
 
@@ -75,5 +83,19 @@ func (m *Controller) SetPool(pool, family string, total, assigned, available flo
 func (m *Controller) DeletePool(pool string) {
 	if m != nil {
 		m.pool.DeletePartialMatch(prometheus.Labels{"pool": pool})
+	}
+}
+
+// Fenced counts one write not sent because the lease was not valid.
+func (m *Controller) Fenced() {
+	if m != nil {
+		m.fenced.Inc()
+	}
+}
+
+// Conflict counts one write refused for a stale resourceVersion.
+func (m *Controller) Conflict() {
+	if m != nil {
+		m.conflicts.Inc()
 	}
 }
