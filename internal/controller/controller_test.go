@@ -1,0 +1,137 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/heraldlb/herald/api/v1beta1"
+	"github.com/heraldlb/herald/internal/fence"
+	"github.com/heraldlb/herald/internal/k8s"
+)
+
+// fixture is a Controller on a fake clientset, with its caches filled by
+// hand (sample-controller style): no API server, no informers running.
+type fixture struct {
+	c    *Controller
+	kube *fake.Clientset
+}
+
+func newFixture(t *testing.T, f *fence.Fence, objs ...runtime.Object) *fixture {
+	t.Helper()
+	clients, err := k8s.NewClients(&rest.Config{Host: "http://127.0.0.1:1"}) // never contacted
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := fake.NewClientset(objs...)
+	clients.Kube = kube
+	c, err := New(context.Background(), clients, record.NewFakeRecorder(100), Options{Namespace: "herald-system", Fence: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := &v1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: 1},
+		Spec: v1beta1.IPAddressPoolSpec{Addresses: []v1beta1.AddressRange{"203.0.113.0/30"}}}
+	if err := c.herald.Pools.GetStore().Add(pool); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if svc, ok := o.(*corev1.Service); ok {
+			if err := c.factory.Core().V1().Services().Informer().GetIndexer().Add(svc); err != nil {
+				t.Fatal(err)
+			}
+			c.pin(svc)
+		}
+	}
+	c.rebuildConfig()
+	return &fixture{c: c, kube: kube}
+}
+
+func lbService(name, rv string, ips ...string) *corev1.Service {
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, ResourceVersion: rv},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+	}
+	for _, ip := range ips {
+		s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+	}
+	return s
+}
+
+func patches(kube *fake.Clientset) []k8stesting.PatchAction {
+	var out []k8stesting.PatchAction
+	for _, a := range kube.Actions() {
+		if p, ok := a.(k8stesting.PatchAction); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func TestSyncServiceFenced(t *testing.T) {
+	f := newFixture(t, fence.New(time.Second), lbService("a", "7"))
+	err := f.c.syncService(context.Background(), "ns/a")
+	if !errors.Is(err, fence.ErrNotHeld) {
+		t.Fatalf("sync without the lease: err = %v, want ErrNotHeld", err)
+	}
+	if p := patches(f.kube); len(p) != 0 {
+		t.Fatalf("a replica without a valid lease sent %d patches", len(p))
+	}
+}
+
+func TestSyncServiceConditionalWrite(t *testing.T) {
+	f := newFixture(t, fence.Open(), lbService("a", "7"))
+	if err := f.c.syncService(context.Background(), "ns/a"); err != nil {
+		t.Fatal(err)
+	}
+	p := patches(f.kube)
+	if len(p) != 1 || p[0].GetSubresource() != "status" {
+		t.Fatalf("patches = %v, want one status patch", p)
+	}
+	if body := string(p[0].GetPatch()); !strings.Contains(body, `"resourceVersion":"7"`) || !strings.Contains(body, "203.0.113.0") {
+		t.Fatalf("patch %s is not conditional on resourceVersion 7, or lacks the address", body)
+	}
+}
+
+func TestSyncServiceConflictRetries(t *testing.T) {
+	f := newFixture(t, fence.Open(), lbService("a", "7"))
+	f.kube.PrependReactor("patch", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "services"}, "a", errors.New("changed"))
+	})
+	err := f.c.syncService(context.Background(), "ns/a")
+	if !apierrors.IsConflict(err) {
+		t.Fatalf("err = %v, want a conflict (so the Service is queued again)", err)
+	}
+}
+
+// TestSyncServiceKeepsShownAddress: a Service whose status shows an address
+// the allocator does not know (a former leader wrote it after this one
+// restored) keeps it, and no other Service gets it.
+func TestSyncServiceKeepsShownAddress(t *testing.T) {
+	f := newFixture(t, fence.Open(), lbService("a", "7", "203.0.113.2"), lbService("b", "8"))
+	if err := f.c.syncService(context.Background(), "ns/b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.syncService(context.Background(), "ns/a"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range patches(f.kube) {
+		if p.GetName() == "a" && p.GetSubresource() == "status" && !strings.Contains(string(p.GetPatch()), "203.0.113.2") {
+			t.Fatalf("a's address was changed: %s", p.GetPatch())
+		}
+		if p.GetName() == "b" && strings.Contains(string(p.GetPatch()), "203.0.113.2") {
+			t.Fatalf("b was given a's address: %s", p.GetPatch())
+		}
+	}
+}
