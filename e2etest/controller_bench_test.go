@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -52,7 +53,19 @@ func BenchmarkControllerBacklog(b *testing.B) {
 		// The ceiling.
 		class := "bench.example.com/ceiling"
 		createBacklog(b, bed, "ceiling", n, &class)
-		ceiling := timeToAll(b, bed, "ceiling", n, func() { patchAll(b, bed, "ceiling", n, 32) })
+		ceiling := timeToAll(b, bed, "ceiling", n, func() { patchAll(b, unthrottled(b, bed.Controller), "ceiling", n, 32, false) })
+
+		// What storage-enforced uniqueness would cost: the same ceiling with
+		// one networking.k8s.io/v1 IPAddress created per address before its
+		// status write, as the ClusterIP allocator does. Both as admin,
+		// which may create IPAddresses.
+		createBacklog(b, bed, "plain", n, &class)
+		plain := timeToAll(b, bed, "plain", n, func() { patchAll(b, fastClient(b, bed), "plain", n, 32, false) })
+		createBacklog(b, bed, "claims", n, &class)
+		claims := timeToAll(b, bed, "claims", n, func() { patchAll(b, fastClient(b, bed), "claims", n, 32, true) })
+		b.Logf("storage-enforced uniqueness: %d status writes %s, with an IPAddress object each %s (%.2fx)",
+			n, plain.Round(time.Millisecond), claims.Round(time.Millisecond), claims.Seconds()/plain.Seconds())
+		b.ReportMetric(claims.Seconds()/plain.Seconds(), "ipaddress-claims-x")
 
 		// The controller on the same backlog.
 		apply(b, bed, poolYAML("bench", []string{"198.18.128.0/17"}, "  serviceAllocation: {namespaces: [ctrl]}\n"))
@@ -149,14 +162,17 @@ func createBacklog(tb testing.TB, bed *testbed.Bed, ns string, n int, class *str
 }
 
 // patchAll gives svc-0..n-1 in ns an IP each, as a controller would, with
-// the given number of workers. It uses the controller's own identity, so
-// that the API server's priority and fairness treats it as the controller
-// (an admin's requests are exempt from it).
-func patchAll(tb testing.TB, bed *testbed.Bed, ns string, n, workers int) {
+// the given number of workers. With the controller's own identity, the API
+// server's priority and fairness treats it as the controller (an admin's
+// requests are exempt from it). With claims, each address is first claimed
+// by creating its networking.k8s.io/v1 IPAddress object.
+func patchAll(tb testing.TB, client kubernetes.Interface, ns string, n, workers int, claims bool) {
 	tb.Helper()
 	ctx := context.Background()
-	client := unthrottled(tb, bed.Controller)
 	base := netip.MustParseAddr("198.18.64.0")
+	if claims {
+		base = netip.MustParseAddr("198.18.96.0")
+	}
 	vip := corev1.LoadBalancerIPModeVIP
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -166,6 +182,17 @@ func patchAll(tb testing.TB, bed *testbed.Bed, ns string, n, workers int) {
 				a := base.As4()
 				a[2], a[3] = a[2]+byte(i>>8), byte(i)
 				ip := netip.AddrFrom4(a)
+				if claims {
+					_, err := client.NetworkingV1().IPAddresses().Create(ctx, &networkingv1.IPAddress{
+						ObjectMeta: metav1.ObjectMeta{Name: ip.String()},
+						Spec: networkingv1.IPAddressSpec{ParentRef: &networkingv1.ParentReference{
+							Resource: "services", Namespace: ns, Name: fmt.Sprintf("svc-%d", i)}},
+					}, metav1.CreateOptions{})
+					if err != nil {
+						tb.Error(err)
+						continue
+					}
+				}
 				patch, _ := json.Marshal(map[string]any{"status": map[string]any{"loadBalancer": map[string]any{
 					"ingress": []corev1.LoadBalancerIngress{{IP: ip.String(), IPMode: &vip}}}}})
 				if _, err := client.CoreV1().Services(ns).Patch(ctx, fmt.Sprintf("svc-%d", i), types.MergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {

@@ -359,6 +359,44 @@ func TestL2(t *testing.T) {
 		}
 	})
 
+	// The controller's pool status write after an allocation is a
+	// status-only update: no speaker rebuilds its configuration for it, and
+	// a new Service costs each speaker a few elections of its own key, not
+	// one per Service.
+	t.Run("StatusEchoCostsNothing", func(t *testing.T) {
+		work := func() map[string][2]float64 {
+			out := map[string][2]float64{}
+			for _, n := range []string{"node1", "node2", "node3"} {
+				m, err := b.metrics(ctx, b.node(n))
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[n] = [2]float64{m["herald_config_rebuilds_total"], m["herald_elections_total"]}
+			}
+			return out
+		}
+		assigned := func() int64 { return poolCount(getPool(t, b.Bed, "l2"), "assignedIPv4") }
+		time.Sleep(2 * time.Second) // let earlier status writes settle
+		before, assignedBefore := work(), assigned()
+		b.service(ctx, testbed.ServiceSpec{Name: "echo", Pods: all}, 1)
+		eventually(t, 20*time.Second, "the pool's status counts the new address", func() (bool, string) {
+			n := assigned()
+			return n > assignedBefore, fmt.Sprint(n)
+		})
+		time.Sleep(2 * time.Second)
+		after := work()
+		for n := range after {
+			rebuilds, elections := after[n][0]-before[n][0], after[n][1]-before[n][1]
+			t.Logf("%s: %v configuration rebuilds, %v elections for one new Service and the pool status echo", n, rebuilds, elections)
+			if rebuilds != 0 {
+				t.Errorf("%s rebuilt its configuration %v times for a status-only update", n, rebuilds)
+			}
+			if elections > 6 {
+				t.Errorf("%s ran %v elections for one new Service", n, elections)
+			}
+		}
+	})
+
 	t.Run("IPv6", func(t *testing.T) {
 		svc, err := b.Client.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {

@@ -110,7 +110,12 @@ type Controller struct {
 // objectRef names one Herald configuration object.
 type objectRef struct{ kind, name string }
 
-const configKey = "config"
+// Keys of the config queue: rebuild the configuration, or make sure the
+// memberlist Secret exists (a deleted one is recreated within seconds).
+const (
+	configKey = "config"
+	secretKey = "memberlist-secret"
+)
 
 // New creates a Controller; nothing runs until Start.
 func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorder, opts Options) (*Controller, error) {
@@ -180,15 +185,22 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 	}); err != nil {
 		return nil, err
 	}
-	cfgHandler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.configQueue.Add(configKey) },
-		UpdateFunc: func(old, cur any) { c.configQueue.Add(configKey) },
-		DeleteFunc: func(any) { c.configQueue.Add(configKey) },
-	}
-	if err := c.herald.AddHandler(cfgHandler); err != nil {
+	// The echo of the controller's own status writes changes no
+	// configuration, and only the Secrets that BGPPeers use are part of it.
+	cfgChanged := func(any) { c.configQueue.Add(configKey) }
+	if err := c.herald.AddHandler(k8s.Handler(cfgChanged, k8s.SpecChanged)); err != nil {
 		return nil, err
 	}
-	if _, err := secInf.Informer().AddEventHandler(cfgHandler); err != nil {
+	peerSecret := func(obj any) {
+		name := k8s.SecretName(obj)
+		if c.herald.PeerSecretRefs()[name] {
+			cfgChanged(obj)
+		}
+		if name == MemberlistSecretName {
+			c.configQueue.Add(secretKey)
+		}
+	}
+	if _, err := secInf.Informer().AddEventHandler(k8s.Handler(peerSecret, k8s.SecretDataChanged)); err != nil {
 		return nil, err
 	}
 	c.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, secInf.Informer().HasSynced, c.herald.HasSynced}

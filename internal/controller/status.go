@@ -32,6 +32,7 @@ const (
 // wait for an address, those whose addresses changed pool, and the status of
 // every configuration object.
 func (c *Controller) rebuildConfig() {
+	c.opts.Metrics.Rebuilt()
 	pools, l2, bgp, peers, bfd, comms := c.herald.Lists()
 	secrets := map[string]map[string][]byte{}
 	if list, err := c.secrets.Secrets(c.opts.Namespace).List(labels.Everything()); err == nil {
@@ -107,12 +108,21 @@ func (c *Controller) rebuildConfig() {
 	}
 }
 
-func (c *Controller) processConfig(context.Context) bool {
+func (c *Controller) processConfig(ctx context.Context) bool {
 	key, quit := c.configQueue.Get()
 	if quit {
 		return false
 	}
 	defer c.configQueue.Done(key)
+	if key == secretKey {
+		if err := c.ensureMemberlistSecret(ctx); err != nil {
+			c.log.Error("memberlist secret", "error", err)
+			c.configQueue.AddRateLimited(key)
+			return true
+		}
+		c.configQueue.Forget(key)
+		return true
+	}
 	c.rebuildConfig()
 	c.configQueue.Forget(key)
 	return true

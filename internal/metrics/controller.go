@@ -14,6 +14,7 @@ type Controller struct {
 	pool        *prometheus.GaugeVec
 	fenced      prometheus.Counter
 	conflicts   prometheus.Counter
+	rebuilds    prometheus.Counter
 }
 
 // NewController creates the controller's collectors and registers them.
@@ -38,8 +39,11 @@ func NewController(reg prometheus.Registerer) *Controller {
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_write_conflicts_total", Help: "Service writes refused by the API server because the Service changed since the decision read it.",
 		}),
+		rebuilds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_config_rebuilds_total", Help: "Configuration snapshots built: one per change of a configuration object's spec or of a peer's Secret.",
+		}),
 	}
-	reg.MustRegister(m.allocations, m.failures, m.reconcile, m.pool, m.fenced, m.conflicts)
+	reg.MustRegister(m.allocations, m.failures, m.reconcile, m.pool, m.fenced, m.conflicts, m.rebuilds)
 	return m
 }
 
@@ -97,5 +101,12 @@ func (m *Controller) Fenced() {
 func (m *Controller) Conflict() {
 	if m != nil {
 		m.conflicts.Inc()
+	}
+}
+
+// Rebuilt counts one configuration snapshot built.
+func (m *Controller) Rebuilt() {
+	if m != nil {
+		m.rebuilds.Inc()
 	}
 }

@@ -20,6 +20,7 @@ type Collector struct {
 	malformed, sendErr, mismatches                *prometheus.Desc
 	bgpUp, bgpState, bgpPrefixes, bgpUpdates      *prometheus.Desc
 	bgpNotif, bfdUp, bgpAdvertised                *prometheus.Desc
+	rebuilds, elections                           *prometheus.Desc
 }
 
 // NewCollector returns the collector of s.
@@ -49,6 +50,8 @@ func NewCollector(s *Speaker) *Collector {
 		bgpNotif:      d("bgp_notifications_sent_total", "BGP NOTIFICATION messages sent to the peer.", "peer"),
 		bfdUp:         d("bfd_session_up", "1 when the BFD session with the peer is up; only peers with a BFD profile.", "peer"),
 		bgpAdvertised: d("bgp_advertised_prefixes", "Prefixes this node hands to its BGP server, all peers together."),
+		rebuilds:      d("config_rebuilds_total", "Configuration snapshots built: one per change of a configuration object's spec or of a peer's Secret."),
+		elections:     d("elections_total", "Election keys (groups of Services that share addresses) decided again."),
 	}
 }
 
@@ -56,7 +59,7 @@ func NewCollector(s *Speaker) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.announced, c.members, c.ipvs, c.arpReq, c.arpRep, c.garp, c.ndpSol,
 		c.ndpAdv, c.unsolNA, c.malformed, c.sendErr, c.mismatches,
-		c.bgpUp, c.bgpState, c.bgpPrefixes, c.bgpUpdates, c.bgpNotif, c.bfdUp, c.bgpAdvertised} {
+		c.bgpUp, c.bgpState, c.bgpPrefixes, c.bgpUpdates, c.bgpNotif, c.bfdUp, c.bgpAdvertised, c.rebuilds, c.elections} {
 		ch <- d
 	}
 }
@@ -67,6 +70,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.announced, prometheus.GaugeValue, float64(v4), "arp")
 	ch <- prometheus.MustNewConstMetric(c.announced, prometheus.GaugeValue, float64(v6), "ndp")
 	ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(c.s.Members()))
+	rebuilds, elections := c.s.Work()
+	ch <- prometheus.MustNewConstMetric(c.rebuilds, prometheus.CounterValue, float64(rebuilds))
+	ch <- prometheus.MustNewConstMetric(c.elections, prometheus.CounterValue, float64(elections))
 	ipvs := 0.0
 	if c.s.IPVSWithoutStrictARP() {
 		ipvs = 1

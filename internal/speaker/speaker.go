@@ -134,6 +134,9 @@ type Speaker struct {
 	settleCh   chan struct{}
 	settle     func()
 	keyRefused atomic.Bool // every peer refused our memberlist key
+	// rebuilds counts configuration snapshots built; elections counts
+	// election keys (re)decided. Both prove that an echo costs nothing.
+	rebuilds, elections atomic.Uint64
 }
 
 // settleTimeout bounds how long a speaker that cannot reach any peer waits
@@ -313,11 +316,9 @@ func (s *Speaker) setupInformers() error {
 
 	s.herald = k8s.NewHeraldInformers(c, 0)
 	cfgDirty := func(any) { s.pend.mark(func() { s.pend.config = true }) }
-	if err := s.herald.AddHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    cfgDirty,
-		UpdateFunc: func(_, obj any) { cfgDirty(obj) },
-		DeleteFunc: cfgDirty,
-	}); err != nil {
+	// A status write (the controller's, after every burst of allocations)
+	// or a resync changes no configuration: it costs nothing.
+	if err := s.herald.AddHandler(k8s.Handler(cfgDirty, k8s.SpecChanged)); err != nil {
 		return fmt.Errorf("speaker: configuration handler: %w", err)
 	}
 
@@ -325,11 +326,13 @@ func (s *Speaker) setupInformers() error {
 		// BGPPeer passwords come from Secrets in the speaker's namespace.
 		s.secFact = informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithNamespace(s.cfg.Namespace))
 		secInf := s.secFact.Core().V1().Secrets()
-		if _, err := secInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    cfgDirty,
-			UpdateFunc: func(_, obj any) { cfgDirty(obj) },
-			DeleteFunc: cfgDirty,
-		}); err != nil {
+		// Only the Secrets that BGPPeers reference are configuration.
+		peerSecret := func(obj any) {
+			if s.herald.PeerSecretRefs()[k8s.SecretName(obj)] {
+				cfgDirty(obj)
+			}
+		}
+		if _, err := secInf.Informer().AddEventHandler(k8s.Handler(peerSecret, k8s.SecretDataChanged)); err != nil {
 			return fmt.Errorf("speaker: secret handler: %w", err)
 		}
 		s.secrets = secInf.Lister().Secrets(s.cfg.Namespace)
@@ -781,6 +784,7 @@ func (s *Speaker) rebuildConfig(keys map[string]bool) {
 			}
 		}
 	}
+	s.rebuilds.Add(1)
 	cfg, problems := config.Build(config.Input{
 		Pools: pools, L2Advertisements: l2, BGPAdvertisements: bgp, Peers: peers, BFDProfiles: bfd, Communities: comms,
 		Secrets: secrets,
@@ -845,6 +849,7 @@ func (s *Speaker) elect(key string, keys map[string]bool) {
 			members = append(members, info)
 		}
 	}
+	s.elections.Add(1)
 	svc, ips := s.advs.Elect(key, members)
 	s.keyIPs[key] = ips
 	s.table.SetService(svc)
@@ -1053,7 +1058,14 @@ func (s *Speaker) Members() int {
 	return 0
 }
 
-// KeyMismatches returns the memberlist key mismatch count.
+// Work returns how many configuration snapshots this speaker built and how
+// many election keys it decided, since it started.
+func (s *Speaker) Work() (rebuilds, elections uint64) {
+	return s.rebuilds.Load(), s.elections.Load()
+}
+
+// KeyMismatches returns the number of memberlist packets that could not be
+// decrypted.
 func (s *Speaker) KeyMismatches() uint64 {
 	if c := s.cluster.Load(); c != nil {
 		return c.KeyMismatches()
