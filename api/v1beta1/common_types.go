@@ -1,6 +1,9 @@
 package v1beta1
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
 
 // Status is the status every configuration object carries.
 type Status struct {
@@ -13,6 +16,21 @@ type Status struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// AcceptedGeneration is the generation of AcceptedSpec. It equals
+	// metadata.generation when the current spec is in effect.
+	// +optional
+	AcceptedGeneration int64 `json:"acceptedGeneration,omitempty"`
+	// AcceptedSpec is the spec in effect on every node, as the leading
+	// controller accepted it: the current spec when it is valid, else the
+	// last valid one. Speakers and standby controllers build their
+	// configuration from it alone, so a bad edit keeps the previous version
+	// in effect everywhere, across restarts. Empty: never accepted, not in
+	// effect anywhere.
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	AcceptedSpec *runtime.RawExtension `json:"acceptedSpec,omitempty"`
 }
 
 // AddressRange is a CIDR ("203.0.113.0/24", "2001:db8::/120") or an

@@ -273,98 +273,149 @@ func (b *builder) buildCommunities(cfg *Config) {
 // ---- Pools ----
 
 func (b *builder) buildPools(cfg *Config) {
+	// class orders the pools for the overlap rules: 0 for a pool as it is
+	// in effect (unchanged, or kept at its previous version), 1 for a pool
+	// whose ranges changed since, 2 for a pool never in effect.
 	type candidate struct {
-		pool    *Pool
-		obj     *v1beta1.IPAddressPool
-		changed bool // differs from the previous snapshot's version
-		fields  []string
+		pool   *Pool
+		obj    *v1beta1.IPAddressPool
+		fields []string
+		class  int
+		prev   *Pool // for class 1: the version in effect
 	}
 	var cands []*candidate
 	for _, obj := range sortedByName(b.in.Pools, func(p *v1beta1.IPAddressPool) string { return p.Name }) {
 		o := &objErrs{kind: KindIPAddressPool, name: obj.Name}
 		p, fields := buildPool(o, obj)
 		prev := b.prevPool(obj.Name)
-		if !b.settle(o, prev != nil) {
+		switch {
+		case !b.settle(o, prev != nil):
 			if prev != nil {
 				cands = append(cands, &candidate{pool: prev, obj: obj, fields: poolFields(prev)})
 			}
-			continue
+		case prev == nil:
+			cands = append(cands, &candidate{pool: p, obj: obj, fields: fields, class: 2})
+		case sameRanges(prev, p):
+			cands = append(cands, &candidate{pool: p, obj: obj, fields: fields})
+		default:
+			cands = append(cands, &candidate{pool: p, obj: obj, fields: fields, class: 1, prev: prev})
 		}
-		changed := prev == nil || !sameRanges(prev, p)
-		cands = append(cands, &candidate{pool: p, obj: obj, changed: changed, fields: fields})
 	}
 
-	// Overlaps between pools, by a sweep over every range sorted by its
-	// first address: O(n log n) in the number of ranges. The loser of a
-	// conflict is the pool that changed since the previous snapshot, then
-	// the newer, then the greater name: an existing pool is never pushed out
-	// by a new one.
-	rank := func(c *candidate) (bool, time.Time, string) {
-		return c.changed, c.obj.CreationTimestamp.Time, c.obj.Name
-	}
-	loses := func(x, y *candidate) bool { // whether x loses to y
-		xc, xt, xn := rank(x)
-		yc, yt, yn := rank(y)
-		if xc != yc {
-			return xc
-		}
-		if !xt.Equal(yt) {
-			return xt.After(yt)
-		}
-		return xn > yn
-	}
+	// Overlaps between pools. The rules give the same answer whatever the
+	// order of events, and never take an address range out of effect:
+	//   - the ranges in effect (class 0, and the previous version of class
+	//     1) are reserved first;
+	//   - a changed pool (class 1) takes its new ranges only if they overlap
+	//     no other pool's reserved range, else its previous version stays
+	//     in effect;
+	//   - a new pool (class 2) takes effect only if it overlaps nothing
+	//     reserved; between new pools, the older (then the name) wins.
+	// A pool that is not in effect reserves nothing, so excludes nothing.
 	type span struct {
 		r     netipx.IPRange
 		c     *candidate
 		field string
 	}
-	excluded := map[*candidate]bool{}
-	for {
-		var spans []span
-		for _, c := range cands {
-			if excluded[c] {
-				continue
-			}
-			for i, r := range append(slices.Clone(c.pool.V4), c.pool.V6...) {
-				spans = append(spans, span{r: r, c: c, field: c.fields[i]})
-			}
+	var reserved []span
+	spansOf := func(c *candidate, p *Pool, fields []string) []span {
+		var out []span
+		for i, r := range append(slices.Clone(p.V4), p.V6...) {
+			out = append(out, span{r: r, c: c, field: fields[i]})
 		}
-		slices.SortFunc(spans, func(x, y span) int { return x.r.From().Compare(y.r.From()) })
-		var loser *candidate
-		var lastTo span
-		for i, s := range spans {
-			if i > 0 && lastTo.r.To().BitLen() == s.r.From().BitLen() && !lastTo.r.To().Less(s.r.From()) {
-				w, l := lastTo, s
-				if loses(w.c, l.c) {
-					w, l = l, w
-				}
-				b.problems = append(b.problems, Problem{
-					Kind: KindIPAddressPool, Name: l.c.obj.Name, Field: l.field, Reason: ReasonOverlap, Other: w.c.obj.Name,
-					Message: fmt.Sprintf("%s overlaps pool %q (%s); this pool is not in effect until the overlap is removed", rangeString(l.r), w.c.obj.Name, w.field),
-				}, Problem{
-					Kind: KindIPAddressPool, Name: w.c.obj.Name, Field: w.field, Reason: ReasonOverlap, Other: l.c.obj.Name, Warning: true,
-					Message: fmt.Sprintf("%s overlaps pool %q (%s), which is not in effect", rangeString(w.r), l.c.obj.Name, l.field),
-				})
-				loser = l.c
-				break
-			}
-			if i == 0 || lastTo.r.To().BitLen() != s.r.To().BitLen() || lastTo.r.To().Less(s.r.To()) {
-				lastTo = s
-			}
-		}
-		if loser == nil {
-			break
-		}
-		excluded[loser] = true
+		return out
 	}
+	// conflict returns the first reserved span of another pool that one of
+	// spans overlaps, and which one.
+	conflict := func(c *candidate, spans []span) (mine, theirs span, ok bool) {
+		for _, s := range spans {
+			for _, r := range reserved {
+				if r.c != c && r.r.From().BitLen() == s.r.From().BitLen() && !r.r.To().Less(s.r.From()) && !s.r.To().Less(r.r.From()) {
+					return s, r, true
+				}
+			}
+		}
+		return span{}, span{}, false
+	}
+	overlap := func(l, w span, kept bool) {
+		msg := fmt.Sprintf("%s overlaps pool %q (%s); this pool is not in effect until the overlap is removed", rangeString(l.r), w.c.obj.Name, w.field)
+		if kept {
+			msg = fmt.Sprintf("%s overlaps pool %q (%s); the previous valid version stays in effect", rangeString(l.r), w.c.obj.Name, w.field)
+		}
+		b.problems = append(b.problems, Problem{
+			Kind: KindIPAddressPool, Name: l.c.obj.Name, Field: l.field, Reason: ReasonOverlap, Other: w.c.obj.Name, KeptPrevious: kept, Message: msg,
+		}, Problem{
+			Kind: KindIPAddressPool, Name: w.c.obj.Name, Field: w.field, Reason: ReasonOverlap, Other: l.c.obj.Name, Warning: true,
+			Message: fmt.Sprintf("%s overlaps pool %q (%s), which does not take it", rangeString(w.r), l.c.obj.Name, l.field),
+		})
+	}
+	older := func(x, y *candidate) int {
+		return cmp.Or(x.obj.CreationTimestamp.Time.Compare(y.obj.CreationTimestamp.Time), cmp.Compare(x.obj.Name, y.obj.Name))
+	}
+	inEffect := map[*candidate]*Pool{}
 	for _, c := range cands {
-		if excluded[c] {
+		p := c.pool
+		if c.class == 1 {
+			p = c.prev
+		}
+		if c.class == 2 {
 			continue
 		}
-		cfg.Pools = append(cfg.Pools, c.pool)
-		cfg.poolByName[c.pool.Name] = c.pool
-		for _, r := range append(slices.Clone(c.pool.V4), c.pool.V6...) {
-			cfg.index = append(cfg.index, poolRange{r: r, pool: c.pool})
+		spans := spansOf(c, p, c.fields)
+		if c.class == 1 {
+			spans = spansOf(c, p, poolFields(p))
+		}
+		if mine, theirs, bad := conflict(c, spans); bad {
+			// Two versions in effect overlap: only when they were judged
+			// apart. Names order them.
+			overlap(mine, theirs, false)
+			continue
+		}
+		reserved = append(reserved, spans...)
+		inEffect[c] = p
+	}
+	var changed, added []*candidate
+	for _, c := range cands {
+		switch c.class {
+		case 1:
+			changed = append(changed, c)
+		case 2:
+			added = append(added, c)
+		}
+	}
+	slices.SortFunc(changed, older)
+	slices.SortFunc(added, older)
+	for _, c := range changed {
+		if _, ok := inEffect[c]; !ok {
+			continue
+		}
+		spans := spansOf(c, c.pool, c.fields)
+		if mine, theirs, bad := conflict(c, spans); bad {
+			overlap(mine, theirs, true)
+			continue
+		}
+		reserved = slices.DeleteFunc(reserved, func(s span) bool { return s.c == c })
+		reserved = append(reserved, spans...)
+		inEffect[c] = c.pool
+	}
+	for _, c := range added {
+		spans := spansOf(c, c.pool, c.fields)
+		if mine, theirs, bad := conflict(c, spans); bad {
+			overlap(mine, theirs, false)
+			continue
+		}
+		reserved = append(reserved, spans...)
+		inEffect[c] = c.pool
+	}
+	for _, c := range cands {
+		p := inEffect[c]
+		if p == nil {
+			continue
+		}
+		cfg.Pools = append(cfg.Pools, p)
+		cfg.poolByName[p.Name] = p
+		for _, r := range append(slices.Clone(p.V4), p.V6...) {
+			cfg.index = append(cfg.index, poolRange{r: r, pool: p})
 		}
 	}
 	slices.SortFunc(cfg.index, func(x, y poolRange) int { return x.r.From().Compare(y.r.From()) })

@@ -541,3 +541,42 @@ func TestParseCommunity(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlapRules checks the deterministic overlap rules: a pool not in
+// effect excludes nothing, and an edit that would overlap keeps the
+// previous version in effect rather than dropping the pool.
+func TestOverlapRules(t *testing.T) {
+	a := pool("a", "172.20.0.0/16")
+	b := newer(pool("b", "172.16.0.0/12"), 1)
+	c := newer(pool("c", "172.16.1.0/24"), 2)
+	d := newer(pool("d", "172.30.1.0/24"), 3)
+	in := Input{Pools: []v1beta1.IPAddressPool{d, c, b, a}}
+	cfg, _ := Build(in, nil)
+	if got := names(cfg.Pools, func(p *Pool) string { return p.Name }); !slices.Equal(got, []string{"a", "c", "d"}) {
+		t.Errorf("fresh: pools in effect = %v, want [a c d] (b loses to the older a; c and d overlap only b, which is out)", got)
+	}
+	again, _ := Build(in, cfg)
+	if got := names(again.Pools, func(p *Pool) string { return p.Name }); !slices.Equal(got, []string{"a", "c", "d"}) {
+		t.Errorf("with the previous snapshot: pools in effect = %v, want the same [a c d]", got)
+	}
+
+	// Edit c so one new range touches a: c keeps its previous ranges.
+	edited := c
+	edited.Spec.Addresses = []v1beta1.AddressRange{"172.16.1.0/24", "172.20.5.0/24"}
+	cfg2, problems := Build(Input{Pools: []v1beta1.IPAddressPool{a, b, edited, d}}, cfg)
+	pc := cfg2.Pool("c")
+	if pc == nil || len(pc.V4) != 1 || pc.V4[0].String() != "172.16.1.0-172.16.1.255" {
+		t.Fatalf("edited pool c: %+v, want its previous range only", pc)
+	}
+	checkProblems(t, problems, []want{
+		{KindIPAddressPool, "a", "spec.addresses[0]", ReasonOverlap, `overlaps pool "b"`, true},
+		{KindIPAddressPool, "a", "spec.addresses[0]", ReasonOverlap, `overlaps pool "c"`, true},
+		{KindIPAddressPool, "b", "spec.addresses[0]", ReasonOverlap, `overlaps pool "a"`, false},
+		{KindIPAddressPool, "c", "spec.addresses[1]", ReasonOverlap, "the previous valid version stays in effect", false},
+	})
+	for _, p := range problems {
+		if p.Name == "c" && !p.KeptPrevious {
+			t.Errorf("c's problem does not say it kept its previous version: %+v", p)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/heraldlb/herald/api/v1beta1"
+	"github.com/heraldlb/herald/internal/config"
 	"github.com/heraldlb/herald/internal/fence"
 	"github.com/heraldlb/herald/internal/k8s"
 )
@@ -133,5 +134,40 @@ func TestSyncServiceKeepsShownAddress(t *testing.T) {
 		if p.GetName() == "b" && strings.Contains(string(p.GetPatch()), "203.0.113.2") {
 			t.Fatalf("b was given a's address: %s", p.GetPatch())
 		}
+	}
+}
+
+// TestSetAccepted checks the judgement recorded in status: the current spec
+// when valid, the accepted one kept through a bad edit, none for an object
+// never valid.
+func TestSetAccepted(t *testing.T) {
+	good := func(gen int64, addr string) *v1beta1.IPAddressPool {
+		return &v1beta1.IPAddressPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Generation: gen},
+			Spec: v1beta1.IPAddressPoolSpec{Addresses: []v1beta1.AddressRange{v1beta1.AddressRange(addr)}}}
+	}
+	bad := config.Problem{Kind: config.KindIPAddressPool, Name: "p", Reason: config.ReasonInvalidField}
+	kept := bad
+	kept.KeptPrevious = true
+	warning := config.Problem{Kind: config.KindIPAddressPool, Name: "p", Reason: config.ReasonOverlap, Warning: true}
+
+	p := good(1, "203.0.113.0/24")
+	if changed, err := setAccepted(p, nil); err != nil || !changed {
+		t.Fatalf("first judgement: changed=%v err=%v", changed, err)
+	}
+	if changed, _ := setAccepted(p, []config.Problem{warning}); changed {
+		t.Fatal("the same judgement again wrote the status")
+	}
+	// The API server returns the stored spec with sorted keys: still equal.
+	p.Status.AcceptedSpec.Raw = []byte(`{"addresses":["203.0.113.0/24"]}`)
+	if changed, _ := setAccepted(p, nil); changed {
+		t.Fatal("a re-encoded accepted spec counted as a change")
+	}
+	edited := good(2, "203.0.113.0/33")
+	edited.Status = p.Status
+	if changed, _ := setAccepted(edited, []config.Problem{kept}); changed || edited.Status.AcceptedGeneration != 1 {
+		t.Fatalf("a bad edit replaced the accepted spec: generation %d", edited.Status.AcceptedGeneration)
+	}
+	if changed, _ := setAccepted(edited, []config.Problem{bad}); !changed || edited.Status.AcceptedSpec != nil {
+		t.Fatal("an object with no valid version kept an accepted spec")
 	}
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -40,9 +41,12 @@ func (c *Controller) rebuildConfig() {
 			secrets[s.Name] = s.Data
 		}
 	}
-	c.mu.Lock()
-	prev := c.cfg
-	c.mu.Unlock()
+	// The versions in effect are those the API records as accepted, never
+	// this process's memory: a restarted or new leader judges the same.
+	apools, al2, abgp, apeers, abfd, acomms := c.herald.AcceptedLists()
+	prev, _ := config.Build(config.Input{
+		Pools: apools, L2Advertisements: al2, BGPAdvertisements: abgp, Peers: apeers, BFDProfiles: abfd, Communities: acomms, Secrets: secrets,
+	}, nil)
 	cfg, problems := config.Build(config.Input{
 		Pools: pools, L2Advertisements: l2, BGPAdvertisements: bgp, Peers: peers, BFDProfiles: bfd, Communities: comms, Secrets: secrets,
 	}, prev)
@@ -163,12 +167,6 @@ func (c *Controller) informerFor(kind string) (cache.SharedIndexInformer, string
 	}
 }
 
-// configObject is one of Herald's configuration kinds.
-type configObject interface {
-	runtime.Object
-	GetGeneration() int64
-	ConfigStatus() *v1beta1.Status
-}
 
 // syncStatus writes one configuration object's status when it differs
 // from what Herald knows.
@@ -185,11 +183,11 @@ func (c *Controller) syncStatus(ctx context.Context, ref objectRef) error {
 	problems := c.problems[ref]
 	c.mu.Unlock()
 
-	o, ok := obj.(configObject)
+	o, ok := obj.(v1beta1.Configurable)
 	if !ok {
 		return fmt.Errorf("unexpected object %T", obj)
 	}
-	updated := o.DeepCopyObject().(configObject)
+	updated := o.DeepCopyObject().(v1beta1.Configurable)
 	status, generation := updated.ConfigStatus(), updated.GetGeneration()
 	changed := false
 	if p, ok := updated.(*v1beta1.IPAddressPool); ok {
@@ -202,6 +200,11 @@ func (c *Controller) syncStatus(ctx context.Context, ref objectRef) error {
 	if setReady(status, generation, problems) {
 		changed = true
 	}
+	if accepted, err := setAccepted(updated, problems); err != nil {
+		return err
+	} else if accepted {
+		changed = true
+	}
 	if status.ObservedGeneration != generation {
 		status.ObservedGeneration = generation
 		changed = true
@@ -212,6 +215,57 @@ func (c *Controller) syncStatus(ctx context.Context, ref objectRef) error {
 	return c.fenced(ctx, func(ctx context.Context) error {
 		return k8s.UpdateHeraldStatus(ctx, c.clients, resource, ref.name, updated)
 	})
+}
+
+// setAccepted records the judgement in o's status: the current spec when it
+// has no problem, the accepted one kept when a problem says the previous
+// version stays in effect, none otherwise. It reports whether anything
+// changed.
+func setAccepted(o v1beta1.Configurable, problems []config.Problem) (bool, error) {
+	st := o.ConfigStatus()
+	blocking, kept := false, false
+	for _, p := range problems {
+		if !p.Warning {
+			blocking = true
+			kept = kept || p.KeptPrevious
+		}
+	}
+	switch {
+	case !blocking:
+		spec, err := o.SpecJSON()
+		if err != nil {
+			return false, err
+		}
+		spec, err = canonicalJSON(spec)
+		if err != nil {
+			return false, err
+		}
+		if old := st.AcceptedSpec; old != nil && st.AcceptedGeneration == o.GetGeneration() {
+			if b, err := canonicalJSON(old.Raw); err == nil && string(b) == string(spec) {
+				return false, nil
+			}
+		}
+		st.AcceptedSpec, st.AcceptedGeneration = &runtime.RawExtension{Raw: spec}, o.GetGeneration()
+		return true, nil
+	case kept && st.AcceptedSpec != nil:
+		return false, nil
+	default:
+		if st.AcceptedSpec == nil && st.AcceptedGeneration == 0 {
+			return false, nil
+		}
+		st.AcceptedSpec, st.AcceptedGeneration = nil, 0
+		return true, nil
+	}
+}
+
+// canonicalJSON re-encodes b with sorted keys, as the API server returns
+// an object stored without a schema.
+func canonicalJSON(b []byte) ([]byte, error) {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
 }
 
 // setReady sets the Ready condition from an object's problems; it reports

@@ -72,3 +72,28 @@ func SecretName(obj any) string {
 	}
 	return ""
 }
+
+// AcceptedChanged reports whether an update of a Herald configuration
+// object changed what speakers build from: its accepted spec, or its
+// labels. Status writes that only change counts or conditions report false.
+func AcceptedChanged(old, cur any) bool {
+	o, ok1 := old.(v1beta1.Configurable)
+	n, ok2 := cur.(v1beta1.Configurable)
+	if !ok1 || !ok2 {
+		return true
+	}
+	os, ns := o.ConfigStatus(), n.ConfigStatus()
+	if os.AcceptedGeneration != ns.AcceptedGeneration || string(rawOf(os)) != string(rawOf(ns)) {
+		return true
+	}
+	om, err1 := meta.Accessor(old)
+	nm, err2 := meta.Accessor(cur)
+	return err1 != nil || err2 != nil || !maps.Equal(om.GetLabels(), nm.GetLabels())
+}
+
+func rawOf(s *v1beta1.Status) []byte {
+	if s.AcceptedSpec == nil {
+		return nil
+	}
+	return s.AcceptedSpec.Raw
+}

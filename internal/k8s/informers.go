@@ -93,3 +93,38 @@ func (h *HeraldInformers) Lists() (pools []v1beta1.IPAddressPool, l2 []v1beta1.L
 		listAs[v1beta1.BGPAdvertisement](h.BGPAdvertisements), listAs[v1beta1.BGPPeer](h.Peers),
 		listAs[v1beta1.BFDProfile](h.BFDProfiles), listAs[v1beta1.Community](h.Communities)
 }
+
+// AcceptedLists returns the objects that the leading controller accepted,
+// each with its accepted spec in place of its current one. An object never
+// accepted is left out. This is the configuration every speaker and standby
+// controller builds: a function of what is stored in the API alone.
+func (h *HeraldInformers) AcceptedLists() (pools []v1beta1.IPAddressPool, l2 []v1beta1.L2Advertisement, bgp []v1beta1.BGPAdvertisement,
+	peers []v1beta1.BGPPeer, bfd []v1beta1.BFDProfile, comms []v1beta1.Community) {
+	return acceptedAs[v1beta1.IPAddressPool](h.Pools), acceptedAs[v1beta1.L2Advertisement](h.L2Advertisements),
+		acceptedAs[v1beta1.BGPAdvertisement](h.BGPAdvertisements), acceptedAs[v1beta1.BGPPeer](h.Peers),
+		acceptedAs[v1beta1.BFDProfile](h.BFDProfiles), acceptedAs[v1beta1.Community](h.Communities)
+}
+
+func acceptedAs[T any, PT interface {
+	*T
+	v1beta1.Configurable
+}](i cache.SharedIndexInformer) []T {
+	items := i.GetStore().List()
+	out := make([]T, 0, len(items))
+	for _, o := range items {
+		src, ok := o.(*T)
+		if !ok {
+			continue
+		}
+		st := PT(src).ConfigStatus()
+		if st.AcceptedSpec == nil || len(st.AcceptedSpec.Raw) == 0 {
+			continue
+		}
+		v := *src // the spec is replaced, the rest is shared and read-only
+		if err := PT(&v).SetSpecJSON(st.AcceptedSpec.Raw); err != nil {
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}

@@ -316,9 +316,10 @@ func (s *Speaker) setupInformers() error {
 
 	s.herald = k8s.NewHeraldInformers(c, 0)
 	cfgDirty := func(any) { s.pend.mark(func() { s.pend.config = true }) }
-	// A status write (the controller's, after every burst of allocations)
-	// or a resync changes no configuration: it costs nothing.
-	if err := s.herald.AddHandler(k8s.Handler(cfgDirty, k8s.SpecChanged)); err != nil {
+	// The speaker builds from the accepted specs only: a status write that
+	// changes counts or conditions (the controller's, after every burst of
+	// allocations), an edit not yet judged, or a resync costs nothing.
+	if err := s.herald.AddHandler(k8s.Handler(cfgDirty, k8s.AcceptedChanged)); err != nil {
 		return fmt.Errorf("speaker: configuration handler: %w", err)
 	}
 
@@ -773,9 +774,11 @@ func (s *Speaker) process(ctx context.Context) {
 }
 
 // rebuildConfig takes a new configuration snapshot and re-elects every
-// group once.
+// group once. The snapshot is built from the specs that the leading
+// controller accepted, never re-judged here: every speaker, restarted or
+// not, builds the same one from the same API state.
 func (s *Speaker) rebuildConfig(keys map[string]bool) {
-	pools, l2, bgp, peers, bfd, comms := s.herald.Lists()
+	pools, l2, bgp, peers, bfd, comms := s.herald.AcceptedLists()
 	secrets := map[string]map[string][]byte{}
 	if s.secrets != nil {
 		if list, err := s.secrets.List(labels.Everything()); err == nil {
@@ -788,7 +791,7 @@ func (s *Speaker) rebuildConfig(keys map[string]bool) {
 	cfg, problems := config.Build(config.Input{
 		Pools: pools, L2Advertisements: l2, BGPAdvertisements: bgp, Peers: peers, BFDProfiles: bfd, Communities: comms,
 		Secrets: secrets,
-	}, s.conf)
+	}, nil)
 	for _, p := range problems {
 		s.log.Debug("configuration problem", slog.String("problem", p.Error()))
 	}
