@@ -76,6 +76,13 @@ func (r *ARPResponder) Add(ip netip.Addr) bool {
 	return true
 }
 
+// Reannounce starts a gratuitous ARP burst for every owned IP.
+func (r *ARPResponder) Reannounce() {
+	for _, ip := range r.owned.list() {
+		r.burst.schedule(ip, r.count)
+	}
+}
+
 // Remove stops answering for ip.
 func (r *ARPResponder) Remove(ip netip.Addr) {
 	r.owned.remove(ip)
