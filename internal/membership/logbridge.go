@@ -104,10 +104,11 @@ func (b *logBridge) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// problemKind is the part of a memberlist message before its first colon
-// (memberlist puts the variable part after it), bounded in length.
+// problemKind is the part of a memberlist message before its variable
+// part (after a colon, in quotes or parentheses, or a number), bounded in
+// length: garbage must not make up a new kind per packet.
 func problemKind(msg string) string {
-	if i := strings.IndexByte(msg, ':'); i >= 0 {
+	if i := strings.IndexAny(msg, ":\"(0123456789"); i >= 0 {
 		msg = msg[:i]
 	}
 	if len(msg) > 64 {
@@ -236,6 +237,8 @@ var rejectedMarkers = []string{
 	"missing message type",
 	"truncated messages",
 	"unacceptable label",
+	"cannot decode label",
+	"truncated",
 	"label header",
 	"remote node state size",
 	"failed to receive user message",

@@ -28,6 +28,8 @@ func TestLogBridgeGarbage(t *testing.T) {
 			rejected: true, wantLevel: "WARN", wantLogged: 1},
 		{desc: "TCP garbage", line: "[ERR] memberlist: failed to receive: Payload is too small to decrypt: 3 from=198.18.%d.%d:40000",
 			rejected: true, wantLevel: "WARN", wantLogged: 1},
+		{desc: "garbage label", line: "[ERR] memberlist: discarding packet with unacceptable label \"x%d-%d\": from=198.18.0.1:7946",
+			rejected: true, wantLevel: "WARN", wantLogged: 1},
 		{desc: "unencrypted garbage", line: "[ERR] memberlist: msg type (77) not supported from=198.18.%d.%d:7946",
 			rejected: true, wantLevel: "WARN", wantLogged: 1},
 		{desc: "info passes", line: "[INFO] memberlist: Suspect node%d-%d has failed, no acks received", wantLevel: "INFO", wantLogged: 10000},
