@@ -152,10 +152,17 @@ func TestL2KeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rule := []string{"OUTPUT", "-p", "tcp", "-d", u.Hostname(), "--dport", u.Port(), "-j", "DROP"}
+	// Both directions: the watch events come in on a connection that is
+	// already open.
+	rules := [][]string{
+		{"OUTPUT", "-p", "tcp", "-d", u.Hostname(), "--dport", u.Port(), "-j", "DROP"},
+		{"INPUT", "-p", "tcp", "-s", u.Hostname(), "--sport", u.Port(), "-j", "DROP"},
+	}
 	unblock := func() {
-		if _, err := lag.Output(ctx, append([]string{"iptables", "-w", "-D"}, rule...)...); err != nil {
-			t.Logf("remove the API block of %s: %v", lag.Name, err)
+		for _, rule := range rules {
+			if _, err := lag.Output(ctx, append([]string{"iptables", "-w", "-D"}, rule...)...); err != nil {
+				t.Logf("remove the API block of %s: %v", lag.Name, err)
+			}
 		}
 	}
 
@@ -163,10 +170,13 @@ func TestL2KeyRotation(t *testing.T) {
 	w := b.watchOwners(ctx, ip, 3, true)
 	time.Sleep(time.Second)
 
-	if _, err := lag.Output(ctx, append([]string{"iptables", "-w", "-I"}, rule...)...); err != nil {
-		t.Fatal(err)
-	}
 	blocked := true
+	for _, rule := range rules {
+		if _, err := lag.Output(ctx, append([]string{"iptables", "-w", "-I"}, rule...)...); err != nil {
+			unblock()
+			t.Fatal(err)
+		}
+	}
 	defer func() {
 		if blocked {
 			unblock()
