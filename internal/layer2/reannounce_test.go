@@ -58,4 +58,3 @@ func TestAnnouncerReannounceRate(t *testing.T) {
 		})
 	}
 }
-
