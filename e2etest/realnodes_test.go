@@ -181,6 +181,52 @@ func TestRealNodesInstallManifest(t *testing.T) {
 	requireRealNodes(t)
 	root := repoRoot(t)
 	manifest := filepath.Join(root, "config", "manifests", "herald.yaml")
+	installOnRealNodes(t, "kubectl apply --server-side -f config/manifests/herald.yaml", func(bed *testbed.Bed) {
+		kubectlApply(t, bed, manifest)
+	})
+}
+
+// TestRealNodesInstallHelm is the same with `helm install` of the chart's
+// defaults.
+func TestRealNodesInstallHelm(t *testing.T) {
+	requireRealNodes(t)
+	root := repoRoot(t)
+	installOnRealNodes(t, "helm install herald charts/herald", func(bed *testbed.Bed) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, filepath.Join(root, "hack", "tool.sh"), "helm").Output()
+		if err != nil {
+			t.Fatalf("hack/tool.sh helm: %v", err)
+		}
+		helm := strings.TrimSpace(string(out))
+		// As docs/installation.md says: the chart does not own the
+		// namespace, which must allow the speaker's host network and
+		// capabilities.
+		ns, err := bed.Client.CoreV1().Namespaces().Get(ctx, testbed.HeraldNamespace, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ns.Labels == nil {
+			ns.Labels = map[string]string{}
+		}
+		ns.Labels["pod-security.kubernetes.io/enforce"] = "privileged"
+		if _, err := bed.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, helm, "install", "herald", filepath.Join(root, "charts", "herald"),
+			"--namespace", testbed.HeraldNamespace, "--kubeconfig", bed.AdminKubeconfig)
+		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("helm install: %v\n%s", err, out)
+		}
+	})
+}
+
+// installOnRealNodes builds the images the manifest names, brings up a
+// real-nodes bed with them imported, runs install, and checks the result.
+func installOnRealNodes(t *testing.T, how string, install func(bed *testbed.Bed)) {
+	root := repoRoot(t)
+	manifest := filepath.Join(root, "config", "manifests", "herald.yaml")
 	ctrlRef, spkRef := manifestImages(t, manifest)
 	images := buildImages(t, root, ctrlRef, t.TempDir())
 	if s := strings.Replace(ctrlRef, "herald-controller", "herald-speaker", 1); s != spkRef {
@@ -198,7 +244,7 @@ func TestRealNodesInstallManifest(t *testing.T) {
 	t.Logf("figure: real-nodes bed (%d kubelets Ready) up in %v", nodes, bed.StartDuration.Round(time.Millisecond))
 
 	begin := time.Now()
-	kubectlApply(t, bed, manifest)
+	install(bed)
 	ns := testbed.HeraldNamespace
 	d := waitUntil(t, 5*time.Minute, "herald-controller 2/2 Ready and herald-speaker Ready on every node", func(ctx context.Context) (bool, string) {
 		dep, err := bed.Client.AppsV1().Deployments(ns).Get(ctx, "herald-controller", metav1.GetOptions{})
@@ -214,7 +260,7 @@ func TestRealNodesInstallManifest(t *testing.T) {
 		return ok, fmt.Sprintf("controller ready %d/2, speaker ready %d/%d; pods: %s",
 			dep.Status.ReadyReplicas, ds.Status.NumberReady, ds.Status.DesiredNumberScheduled, podsStatus(ctx, bed, ns))
 	})
-	t.Logf("figure: kubectl apply -> controller 2/2 and speaker %d/%d Ready in %v", nodes, nodes, d.Round(time.Millisecond))
+	t.Logf("figure: %s -> controller 2/2 and speaker %d/%d Ready in %v", how, nodes, nodes, d.Round(time.Millisecond))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

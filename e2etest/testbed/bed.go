@@ -147,7 +147,13 @@ func Start(t testing.TB, opts Options) *Bed {
 		}
 		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	timeout := 3 * time.Minute
+	if opts.RealNodes {
+		// Images to build and import, kubelets to start: on 2 busy cores
+		// this takes minutes.
+		timeout = 8 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	b, err := Up(ctx, opts)
 	if b != nil {

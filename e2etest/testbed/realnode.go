@@ -296,7 +296,6 @@ func (b *Bed) startControllers(ctx context.Context) error {
 		"--use-service-account-credentials=true",
 		"--leader-elect=false",
 		"--secure-port=0",
-		"--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ephemeral-volume,-pvc-protection,-pv-protection",
 		"--concurrent-deployment-syncs=2", "--concurrent-replicaset-syncs=2",
 		"--v=1",
 	); err != nil {
@@ -366,6 +365,11 @@ func (n *Node) startRealNode(ctx context.Context, images []string, nodeToken str
 		return err
 	}
 
+	// Pods on the node's bridge talk to the API server through the fabric,
+	// which masquerades them; its replies need the way back.
+	if _, err := run(ctx, "ip", "-n", b.Fabric.Name, "route", "replace", PodCIDR(n.Index).String(), "via", n.IP.String()); err != nil {
+		return err
+	}
 	sub := netip.PrefixFrom(PodCIDR(n.Index).Addr(), 24)
 	base := sub.Addr().As4()
 	gw, first, last := base, base, base
@@ -397,6 +401,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   sandbox_image = %q
   restrict_oom_score_adj = true
   disable_apparmor = true
+  # Pod network namespaces in the node's state directory, not /run/netns.
+  netns_mounts_under_state_dir = true
   stream_server_address = "127.0.0.1"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
