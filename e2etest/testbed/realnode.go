@@ -59,6 +59,10 @@ type realNode struct {
 	kubelet    *Process
 }
 
+// nodeBindMounts are the host paths that each real node sees as a directory
+// of its own.
+var nodeBindMounts = []string{"/var/lib/kubelet", "/var/log/containers", "/var/log/pods", "/var/lib/cni", "/run/containerd/s"}
+
 // The sysctls the kubelet rewrites at every start (KUBELET.md).
 var kubeletSysctls = []string{"vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops"}
 
@@ -152,9 +156,9 @@ func anyLiveRealNodes(except string) bool {
 	return false
 }
 
-// cgroupV1Hierarchies lists the mounted cgroup v1 hierarchies (cpu, memory,
-// name=systemd, ...) by mount point.
-func cgroupV1Hierarchies() ([]string, error) {
+// cgroupMounts lists the mount points of the mounted cgroup hierarchies of
+// the given types ("cgroup" for v1: cpu, memory, name=systemd...; "cgroup2").
+func cgroupMounts(types ...string) ([]string, error) {
 	data, err := os.ReadFile("/proc/self/mounts")
 	if err != nil {
 		return nil, err
@@ -162,7 +166,7 @@ func cgroupV1Hierarchies() ([]string, error) {
 	var out []string
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 3 && f[2] == "cgroup" {
+		if len(f) >= 3 && contains(types, f[2]) {
 			out = append(out, f[1])
 		}
 	}
@@ -173,8 +177,10 @@ func cgroupV1Hierarchies() ([]string, error) {
 // makeCgroupRoot creates the node's cgroup root in every v1 hierarchy: each
 // kubelet gets its own, or one would remove the others' pod cgroups as
 // orphans.
+// The returned list also names the directory in the cgroup2 mount, which the
+// kubelet creates there too, so that teardown removes it.
 func makeCgroupRoot(name string) ([]string, error) {
-	hs, err := cgroupV1Hierarchies()
+	hs, err := cgroupMounts("cgroup")
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +188,11 @@ func makeCgroupRoot(name string) ([]string, error) {
 		return nil, errors.New("no cgroup v1 hierarchy mounted; the real-nodes bed expects this VM's cgroup v1 layout")
 	}
 	var made []string
+	if v2, _ := cgroupMounts("cgroup2"); len(v2) > 0 {
+		for _, h := range v2 {
+			made = append(made, filepath.Join(h, name))
+		}
+	}
 	for _, h := range hs {
 		d := filepath.Join(h, name)
 		if err := os.Mkdir(d, 0o755); err != nil && !os.IsExist(err) {
@@ -369,6 +380,25 @@ func (n *Node) startRealNode(ctx context.Context, images []string, nodeToken str
 	// which masquerades them; its replies need the way back.
 	if _, err := run(ctx, "ip", "-n", b.Fabric.Name, "route", "replace", PodCIDR(n.Index).String(), "via", n.IP.String()); err != nil {
 		return err
+	}
+	// The kubelet and containerd also write to fixed host paths (device
+	// plugin socket and serving cert under /var/lib/kubelet, log links in
+	// /var/log/containers, CNI results in /var/lib/cni, shim sockets in
+	// /run/containerd/s). Inside the node's mount namespace each is a bind
+	// mount of a directory of the node: nodes do not share them, and they
+	// vanish with the node. Only the (empty) mount points are created on the
+	// host, and removed at teardown.
+	for _, m := range nodeBindMounts {
+		src := filepath.Join(dir, "host", strings.ReplaceAll(strings.TrimPrefix(m, "/"), "/", "-"))
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(m, 0o755); err != nil {
+			return err
+		}
+		if _, err := run(ctx, append(enter, "mount", "--bind", src, m)...); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
 	}
 	sub := netip.PrefixFrom(PodCIDR(n.Index).Addr(), 24)
 	base := sub.Addr().As4()
@@ -603,43 +633,16 @@ func shimsOf(sock string) []int {
 	return pids
 }
 
-// sweepKubeletGlobals removes what kubelets and containerd leave outside the
-// run directories (KUBELET.md): dangling links in /var/log/containers into
-// beds' run directories, CNI results of beds' networks in /var/lib/cni, and
-// the directories themselves when empty. Nothing else's files are touched.
+// sweepKubeletGlobals removes the mount points the real nodes needed on the
+// host (nodeBindMounts, and /run/containerd), when they are empty: what the
+// kubelets wrote there went to the nodes' own directories. Another program's
+// files are never touched.
 func sweepKubeletGlobals(log *slog.Logger) {
-	if ents, err := os.ReadDir("/var/log/containers"); err == nil {
-		for _, e := range ents {
-			p := filepath.Join("/var/log/containers", e.Name())
-			target, err := os.Readlink(p)
-			if err != nil || !strings.HasPrefix(target, RunBase()+"/") {
-				continue
-			}
-			if _, err := os.Stat(target); os.IsNotExist(err) {
-				_ = os.Remove(p)
-			}
-		}
-	}
-	for _, d := range []string{"/var/lib/cni/results", "/var/lib/cni/cache/results"} {
-		ents, err := os.ReadDir(d)
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			m := prefixRE.FindStringSubmatch(e.Name())
-			if m == nil || m[3] != "-" {
-				continue
-			}
-			if st, err := ReadState(filepath.Join(RunBase(), m[1])); err == nil && st.live() {
-				continue
-			}
-			_ = os.Remove(filepath.Join(d, e.Name()))
-		}
-	}
-	// Empty directories only: another program's files are left alone.
-	for _, d := range []string{"/var/lib/cni/results", "/var/lib/cni/cache/results", "/var/lib/cni/cache", "/var/lib/cni", "/var/log/containers", "/var/log/pods", "/run/containerd/s", "/run/containerd"} {
+	dirs := append([]string(nil), nodeBindMounts...)
+	dirs = append(dirs, "/run/containerd")
+	for _, d := range dirs {
 		if err := os.Remove(d); err == nil {
-			log.Debug("removed empty directory the kubelet or containerd created", "dir", d)
+			log.Debug("removed the empty mount point of a real node", "dir", d)
 		}
 	}
 }
