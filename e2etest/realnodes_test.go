@@ -202,15 +202,9 @@ func TestRealNodesInstallHelm(t *testing.T) {
 		// As docs/installation.md says: the chart does not own the
 		// namespace, which must allow the speaker's host network and
 		// capabilities.
-		ns, err := bed.Client.CoreV1().Namespaces().Get(ctx, testbed.HeraldNamespace, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ns.Labels == nil {
-			ns.Labels = map[string]string{}
-		}
-		ns.Labels["pod-security.kubernetes.io/enforce"] = "privileged"
-		if _, err := bed.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testbed.HeraldNamespace,
+			Labels: map[string]string{"pod-security.kubernetes.io/enforce": "privileged"}}}
+		if _, err := bed.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		cmd := exec.CommandContext(ctx, helm, "install", "herald", filepath.Join(root, "charts", "herald"),

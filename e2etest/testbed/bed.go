@@ -55,7 +55,9 @@ type Options struct {
 	// kube-controller-manager and kube-scheduler in the control plane, so
 	// that Deployments and DaemonSets create and start real pods (built
 	// with `make -C e2etest kube-nodes`). Slower to start than the default
-	// process-based bed; see realnode.go.
+	// process-based bed; see realnode.go. The cluster is clean: no
+	// herald-system namespace, RBAC or Herald identities (Controller and
+	// Speaker stay nil) until the test installs them.
 	RealNodes bool
 	// Images are OCI image archives (for example `make images` output)
 	// imported into every real node's containerd, next to the bed's pause
@@ -358,10 +360,14 @@ func (b *Bed) build(ctx context.Context) error {
 			return fmt.Errorf("kube-apiserver: %w", err)
 		}
 		phase("kube-apiserver")
-		if err := b.setupIdentities(gctx); err != nil {
-			return fmt.Errorf("identities: %w", err)
+		// A real-nodes bed is a clean cluster: Herald's namespace, RBAC and
+		// identities come from what the test installs (manifest, chart).
+		if !b.opts.RealNodes {
+			if err := b.setupIdentities(gctx); err != nil {
+				return fmt.Errorf("identities: %w", err)
+			}
+			phase("rbac and identities")
 		}
-		phase("rbac and identities")
 		if !b.opts.NoCRDs {
 			if _, err := b.ApplyCRDs(gctx); err != nil {
 				return err
