@@ -481,16 +481,30 @@ func (c *converter) sortOutput() {
 }
 
 // judge runs the converted objects through Herald's configuration model,
-// the one the controller judges with, and reports every problem it finds:
-// Herald would not put such an object in effect.
+// the one the controller judges with. An object it finds a problem with
+// would not be put in effect: it is left out, and the report says why.
+// Leaving one out may break the objects that name it, so this repeats
+// until nothing is left to remove.
 func (c *converter) judge() {
-	_, problems := config.Build(c.out.ConfigInput(), nil)
-	for _, p := range problems {
-		source := cmp.Or(c.owner[p.Kind+"/"+p.Name], p.Kind+" "+p.Name)
-		sev := NoEquivalent
-		if p.Warning {
-			sev = Differs
+	for {
+		_, problems := config.Build(c.out.ConfigInput(), nil)
+		bad := map[string]bool{}
+		for _, p := range problems {
+			key := p.Kind + "/" + p.Name
+			source := cmp.Or(c.owner[key], p.Kind+" "+p.Name)
+			if p.Warning {
+				c.rep.add(Differs, source, "", "Herald warns on %s: %s: %s (%s)", key, p.Field, p.Message, p.Reason)
+				continue
+			}
+			c.rep.add(NoEquivalent, source, "", "Herald would not put %s in effect: %s: %s (%s); left out", key, p.Field, p.Message, p.Reason)
+			bad[key] = true
 		}
-		c.rep.add(sev, source, "", "Herald would report on %s/%s: %s: %s (%s)", p.Kind, p.Name, p.Field, p.Message, p.Reason)
+		if len(bad) == 0 {
+			return
+		}
+		c.out.remove(bad)
+		c.rep.Findings = slices.DeleteFunc(c.rep.Findings, func(f Finding) bool {
+			return f.Severity == Converted && bad[strings.TrimPrefix(f.Message, "-> ")]
+		})
 	}
 }

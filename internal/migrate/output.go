@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,6 +49,16 @@ func (o *Output) Objects() []runtime.Object {
 		out = append(out, &o.BGPAdvertisements[i])
 	}
 	return out
+}
+
+// remove deletes the objects whose "Kind/name" is in keys.
+func (o *Output) remove(keys map[string]bool) {
+	o.BFDProfiles = slices.DeleteFunc(o.BFDProfiles, func(x v1beta1.BFDProfile) bool { return keys[config.KindBFDProfile+"/"+x.Name] })
+	o.Communities = slices.DeleteFunc(o.Communities, func(x v1beta1.Community) bool { return keys[config.KindCommunity+"/"+x.Name] })
+	o.Pools = slices.DeleteFunc(o.Pools, func(x v1beta1.IPAddressPool) bool { return keys[config.KindIPAddressPool+"/"+x.Name] })
+	o.Peers = slices.DeleteFunc(o.Peers, func(x v1beta1.BGPPeer) bool { return keys[config.KindBGPPeer+"/"+x.Name] })
+	o.L2Advertisements = slices.DeleteFunc(o.L2Advertisements, func(x v1beta1.L2Advertisement) bool { return keys[config.KindL2Advertisement+"/"+x.Name] })
+	o.BGPAdvertisements = slices.DeleteFunc(o.BGPAdvertisements, func(x v1beta1.BGPAdvertisement) bool { return keys[config.KindBGPAdvertisement+"/"+x.Name] })
 }
 
 // ConfigInput returns the objects as the input of Herald's configuration

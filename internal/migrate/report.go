@@ -96,7 +96,7 @@ func (r *Report) Faithful() bool { return r.Count(NoEquivalent) == 0 }
 // do not carry but a switch-over must handle.
 func switchOverNotes() []string {
 	return []string{
-		"Service annotations: Herald reads metallb.io/loadBalancerIPs, address-pool and allow-shared-ip (with a MetalLBAnnotation warning event) and writes herald.io/ip-allocated-from-pool; the metallb.io/ip-allocated-from-pool annotation that MetalLB wrote stays on each Service until you remove it (kubectl annotate svc -A --all metallb.io/ip-allocated-from-pool-).",
+		"Service annotations: Herald honours metallb.io/loadBalancerIPs, address-pool and allow-shared-ip (with a MetalLBAnnotation warning event) and writes herald.io/ip-allocated-from-pool; it leaves MetalLB's metallb.io/ip-allocated-from-pool (and metallb.universe.tf/) annotation alone: remove it once MetalLB is gone (kubectl annotate svc -A --all metallb.io/ip-allocated-from-pool-).",
 		"memberlist: MetalLB's and Herald's speakers both listen on host port 7946 (TCP and UDP) by default; to run them side by side, give Herald another port (speaker flag --memberlist-port, chart value speaker.memberlist.port, for example 7947) and open it between the nodes.",
 		"Secrets: a BGP password Secret must be copied to Herald's namespace (herald-system), type kubernetes.io/basic-auth, key \"password\".",
 	}
