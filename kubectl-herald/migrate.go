@@ -41,7 +41,7 @@ func runMigrate(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.namespace, "n", "metallb-system", "MetalLB's namespace in the cluster")
 	fs.StringVar(&f.namespace, "namespace", "metallb-system", "same as -n")
 	fs.StringVar(&f.configMap, "configmap", "config", "MetalLB's pre-0.13 ConfigMap in the cluster; empty skips it")
-	fs.StringVar(&f.outputDir, "o", "", "write one file per Herald object into this directory instead of one YAML stream on stdout")
+	fs.StringVar(&f.outputDir, "o", "", "write one file per Herald object into this directory instead of one YAML stream on stdout (\"yaml\": stdout, as kubectl's -o yaml)")
 	fs.StringVar(&f.outputDir, "output-dir", "", "same as -o")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the report only; write no object")
 	fs.Usage = func() {
@@ -158,7 +158,7 @@ func expand(name string) ([]string, error) {
 // write writes the Herald objects to stdout, or one file each into the
 // output directory.
 func (f *migrateFlags) write(res *migrate.Result, stdout io.Writer) error {
-	if f.outputDir == "" {
+	if f.outputDir == "" || f.outputDir == "yaml" {
 		return res.Output.WriteYAML(stdout)
 	}
 	files, err := res.Output.Files()

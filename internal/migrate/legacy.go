@@ -67,8 +67,12 @@ func (c *converter) collectLegacy(id string, raw map[string]any) {
 	}
 	rename := func(prefix, kind, name string) string {
 		n := heraldAliasName(name)
-		if n != name {
-			c.rep.add(Adjusted, id, prefix+"name", "%s name %q written as %q (a Kubernetes name)", kind, name, n)
+		switch {
+		case n == name:
+		case kind == kindIPAddressPool:
+			c.rep.add(Differs, id, prefix+"name", "pool name %q written as %q (a Kubernetes name): Services that name the pool in the address-pool annotation must use the new name", name, n)
+		default:
+			c.rep.add(Adjusted, id, prefix+"name", "%s name %q written as %q (a Kubernetes name); the objects that name it follow", kind, name, n)
 		}
 		return n
 	}
