@@ -66,7 +66,7 @@ func communityValue(s string) (string, bool) {
 
 func (c *converter) convertCommunity(it item[mlbCommunity]) {
 	s := it.src
-	out := v1beta1.Community{TypeMeta: typeMeta(config.KindCommunity), ObjectMeta: meta(it.obj.ObjectMeta)}
+	out := v1beta1.Community{TypeMeta: typeMeta(config.KindCommunity), ObjectMeta: c.meta(s, it.obj.ObjectMeta)}
 	type alias struct{ from, name, value string }
 	var list []alias
 	values := func(name string) (string, bool) {

@@ -205,10 +205,41 @@ func decodeAppend[T any](list *[]item[T], s src, raw map[string]any) error {
 }
 
 // meta returns the metadata of a converted object: the name, and the
-// labels (pool selectors select them). Herald's configuration kinds are
-// cluster-scoped, and everything else is the cluster's to set.
-func meta(in metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: in.Name, Labels: in.Labels}
+// labels (pool selectors select them) but those of the tools that deployed
+// MetalLB, which would otherwise claim Herald's objects as their own.
+// Herald's configuration kinds are cluster-scoped, and everything else is
+// the cluster's to set.
+func (c *converter) meta(s src, in metav1.ObjectMeta) metav1.ObjectMeta {
+	out := metav1.ObjectMeta{Name: in.Name}
+	var dropped []string
+	for _, k := range slices.Sorted(maps.Keys(in.Labels)) {
+		if isToolLabel(k) {
+			dropped = append(dropped, k)
+			continue
+		}
+		if out.Labels == nil {
+			out.Labels = map[string]string{}
+		}
+		out.Labels[k] = in.Labels[k]
+	}
+	if len(dropped) > 0 {
+		c.rep.add(Adjusted, s.id, "metadata.labels", "dropped the labels of the tool that deployed MetalLB, so that it does not claim or prune the Herald object: %s", strings.Join(dropped, ", "))
+	}
+	return out
+}
+
+// isToolLabel reports whether a label key belongs to Helm, Argo CD or Flux.
+func isToolLabel(k string) bool {
+	switch k {
+	case "app.kubernetes.io/managed-by", "app.kubernetes.io/instance", "app.kubernetes.io/part-of":
+		return true
+	}
+	for _, p := range []string{"helm.sh/", "argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/"} {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // claim records a Herald object's name, and reports whether it is free:
@@ -237,7 +268,7 @@ func (c *converter) convertBFD(it item[mlbBFD]) {
 	if !c.claim(config.KindBFDProfile, it.obj.Name, s) {
 		return
 	}
-	out := v1beta1.BFDProfile{TypeMeta: typeMeta(config.KindBFDProfile), ObjectMeta: meta(it.obj.ObjectMeta)}
+	out := v1beta1.BFDProfile{TypeMeta: typeMeta(config.KindBFDProfile), ObjectMeta: c.meta(s, it.obj.ObjectMeta)}
 	out.Spec.ReceiveInterval = m.ReceiveInterval
 	out.Spec.TransmitInterval = m.TransmitInterval
 	out.Spec.DetectMultiplier = m.DetectMultiplier
@@ -274,7 +305,7 @@ func (c *converter) convertPool(it item[mlbPool]) {
 	if !c.claim(config.KindIPAddressPool, it.obj.Name, s) {
 		return
 	}
-	out := v1beta1.IPAddressPool{TypeMeta: typeMeta(config.KindIPAddressPool), ObjectMeta: meta(it.obj.ObjectMeta)}
+	out := v1beta1.IPAddressPool{TypeMeta: typeMeta(config.KindIPAddressPool), ObjectMeta: c.meta(s, it.obj.ObjectMeta)}
 	for i, a := range m.Addresses {
 		norm := normalizeRange(a)
 		if norm != a {
@@ -370,7 +401,7 @@ func (c *converter) convertPeer(it item[mlbPeer]) {
 	if len(refuse) > 0 || !c.claim(config.KindBGPPeer, it.obj.Name, s) {
 		return
 	}
-	out := v1beta1.BGPPeer{TypeMeta: typeMeta(config.KindBGPPeer), ObjectMeta: meta(it.obj.ObjectMeta)}
+	out := v1beta1.BGPPeer{TypeMeta: typeMeta(config.KindBGPPeer), ObjectMeta: c.meta(s, it.obj.ObjectMeta)}
 	o := &out.Spec
 	o.MyASN, o.PeerASN = m.MyASN, m.PeerASN
 	o.PeerAddress = m.PeerAddress
@@ -429,7 +460,7 @@ func (c *converter) convertL2(it item[mlbL2Adv]) {
 	if !c.claim(config.KindL2Advertisement, it.obj.Name, s) {
 		return
 	}
-	out := v1beta1.L2Advertisement{TypeMeta: typeMeta(config.KindL2Advertisement), ObjectMeta: meta(it.obj.ObjectMeta)}
+	out := v1beta1.L2Advertisement{TypeMeta: typeMeta(config.KindL2Advertisement), ObjectMeta: c.meta(s, it.obj.ObjectMeta)}
 	out.Spec.IPAddressPools = m.IPAddressPools
 	out.Spec.IPAddressPoolSelectors = m.IPAddressPoolSelectors
 	out.Spec.NodeSelectors = m.NodeSelectors
@@ -442,7 +473,7 @@ func (c *converter) convertBGPAdv(it item[mlbBGPAdv]) {
 	if !c.claim(config.KindBGPAdvertisement, it.obj.Name, s) {
 		return
 	}
-	out := v1beta1.BGPAdvertisement{TypeMeta: typeMeta(config.KindBGPAdvertisement), ObjectMeta: meta(it.obj.ObjectMeta)}
+	out := v1beta1.BGPAdvertisement{TypeMeta: typeMeta(config.KindBGPAdvertisement), ObjectMeta: c.meta(s, it.obj.ObjectMeta)}
 	o := &out.Spec
 	o.IPAddressPools = m.IPAddressPools
 	o.IPAddressPoolSelectors = m.IPAddressPoolSelectors

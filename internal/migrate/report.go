@@ -123,6 +123,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 		}
 	}
+	if r.Count(Converted) == 0 && r.Count(NoEquivalent) == 0 {
+		b.WriteString("no MetalLB configuration found\n")
+	}
 	b.WriteString("before switching over:\n")
 	for _, n := range switchOverNotes() {
 		fmt.Fprintf(&b, "  - %s\n", n)
