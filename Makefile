@@ -20,9 +20,10 @@ help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## Build bin/herald-controller and bin/herald-speaker, version-stamped.
+build: ## Build bin/herald-controller, bin/herald-speaker and the kubectl plugin bin/kubectl-herald, version-stamped.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/herald-controller ./controller
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/herald-speaker ./speaker
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kubectl-herald ./kubectl-herald
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
@@ -45,6 +46,7 @@ verify: generate ## Fail when generated files, gofmt, go vet or go mod tidy diff
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	cd e2etest && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd hack/tools/imagebuild && $(GO) vet ./... && $(GO) mod tidy -diff
 	@if ! git diff --quiet -- api config || [ -n "$$(git ls-files --others --exclude-standard -- api config)" ]; then \
 		echo "generated files are stale; run 'make generate' and commit:"; git status --short -- api config; exit 1; fi
 	hack/verify-generated.sh
@@ -54,8 +56,9 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: unit
-unit: ## Unit tests of the pure and library packages (no root needed for most).
+unit: ## Unit tests of the pure and library packages (no root needed for most), and of the image builder.
 	$(GO) test -count=1 ./...
+	cd hack/tools/imagebuild && $(GO) test -count=1 ./...
 
 .PHONY: test
 test: unit ## Every test: unit, then the real control plane and data plane (root).
@@ -86,10 +89,46 @@ manifests: ## Regenerate config/manifests/*.yaml, config/crd/kustomization.yaml 
 docs: ## Regenerate docs/reference.md from the CRDs.
 	hack/gen-docs.sh
 
+# Images: one static binary each on an empty base, built without a container
+# engine by hack/tools/imagebuild (go-containerregistry), as OCI image-layout
+# tarballs. Reproducible: the only timestamp is the commit's time.
+IMAGE_REGISTRY ?= ghcr.io/heraldlb
+IMAGE_TAG ?= $(VERSION)
+IMAGE_SOURCE := https://github.com/heraldlb/herald
+IMAGES_DIR := $(BIN)/images
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGEBUILD := $(BIN)/imagebuild
+IMAGE_LABELS = -label org.opencontainers.image.source=$(IMAGE_SOURCE) \
+	-label org.opencontainers.image.version=$(IMAGE_TAG) \
+	-label org.opencontainers.image.revision=$(REVISION) \
+	-label org.opencontainers.image.licenses=Apache-2.0 \
+	-label org.opencontainers.image.vendor=Herald
+
+.PHONY: imagebuild
+imagebuild:
+	$(GO) build -C hack/tools/imagebuild -trimpath -o $(IMAGEBUILD) .
+
+.PHONY: images
+images: build imagebuild ## Build bin/images/herald-{controller,speaker}.tar: OCI image archives, reproducible, no Docker needed.
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(IMAGEBUILD) build -binary $(BIN)/herald-controller \
+		-ref $(IMAGE_REGISTRY)/herald-controller:$(IMAGE_TAG) -user 65532:65532 -license LICENSE $(IMAGE_LABELS) \
+		-label "org.opencontainers.image.description=Herald controller: allocates LoadBalancer IPs" \
+		-out $(IMAGES_DIR)/herald-controller.tar
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(IMAGEBUILD) build -binary $(BIN)/herald-speaker \
+		-ref $(IMAGE_REGISTRY)/herald-speaker:$(IMAGE_TAG) -user 0:0 -license LICENSE $(IMAGE_LABELS) \
+		-label "org.opencontainers.image.description=Herald speaker: announces LoadBalancer IPs (ARP/NDP, BGP)" \
+		-out $(IMAGES_DIR)/herald-speaker.tar
+
+.PHONY: images-push
+images-push: images ## Push both images to IMAGE_REGISTRY with the Docker credentials (~/.docker/config.json).
+	$(IMAGEBUILD) push $(IMAGES_DIR)/herald-controller.tar
+	$(IMAGEBUILD) push $(IMAGES_DIR)/herald-speaker.tar
+
 .PHONY: image
-image: ## Build both images (needs a container builder; none on the project's CI machines).
-	docker build --target controller --build-arg VERSION=$(VERSION) -t ghcr.io/heraldlb/herald-controller:$(VERSION) .
-	docker build --target speaker --build-arg VERSION=$(VERSION) -t ghcr.io/heraldlb/herald-speaker:$(VERSION) .
+image: ## Build both images with Docker instead (needs a container engine; none on the project's CI machines).
+	docker build --target controller --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t ghcr.io/heraldlb/herald-controller:$(VERSION) .
+	docker build --target speaker --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t ghcr.io/heraldlb/herald-speaker:$(VERSION) .
 
 .PHONY: testbed
 testbed: ## Bring the local test bed up (root) and print how to use it.

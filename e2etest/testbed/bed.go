@@ -51,6 +51,18 @@ type Options struct {
 	NoKubeProxy bool
 	// NoCRDs skips applying config/crd/bases.
 	NoCRDs bool
+	// RealNodes runs containerd and a kubelet in every node namespace, and
+	// kube-controller-manager and kube-scheduler in the control plane, so
+	// that Deployments and DaemonSets create and start real pods (built
+	// with `make -C e2etest kube-nodes`). Slower to start than the default
+	// process-based bed; see realnode.go. The cluster is clean: no
+	// herald-system namespace, RBAC or Herald identities (Controller and
+	// Speaker stay nil) until the test installs them.
+	RealNodes bool
+	// Images are OCI image archives (for example `make images` output)
+	// imported into every real node's containerd, next to the bed's pause
+	// and agnhost images. Nothing is ever pulled.
+	Images []string
 	// RepoRoot is the main module's directory (default: found above the
 	// working directory).
 	RepoRoot string
@@ -107,6 +119,7 @@ type Bed struct {
 	etcd       *Process
 	apiserver  *Process
 	podserver  string
+	nodeTokens map[string]string
 
 	mu        sync.Mutex
 	state     State
@@ -136,7 +149,13 @@ func Start(t testing.TB, opts Options) *Bed {
 		}
 		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	timeout := 3 * time.Minute
+	if opts.RealNodes {
+		// Images to build and import, kubelets to start: on 2 busy cores
+		// this takes minutes.
+		timeout = 8 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	b, err := Up(ctx, opts)
 	if b != nil {
@@ -341,10 +360,14 @@ func (b *Bed) build(ctx context.Context) error {
 			return fmt.Errorf("kube-apiserver: %w", err)
 		}
 		phase("kube-apiserver")
-		if err := b.setupIdentities(gctx); err != nil {
-			return fmt.Errorf("identities: %w", err)
+		// A real-nodes bed is a clean cluster: Herald's namespace, RBAC and
+		// identities come from what the test installs (manifest, chart).
+		if !b.opts.RealNodes {
+			if err := b.setupIdentities(gctx); err != nil {
+				return fmt.Errorf("identities: %w", err)
+			}
+			phase("rbac and identities")
 		}
-		phase("rbac and identities")
 		if !b.opts.NoCRDs {
 			if _, err := b.ApplyCRDs(gctx); err != nil {
 				return err
@@ -369,8 +392,29 @@ func (b *Bed) build(ctx context.Context) error {
 		phase("network")
 		return nil
 	})
+	var images []string
+	if b.opts.RealNodes {
+		g.Go(func() error {
+			imgs, err := b.buildInfraImages(gctx)
+			if err != nil {
+				return fmt.Errorf("infra images: %w", err)
+			}
+			images = append(imgs, b.opts.Images...)
+			phase("infra images")
+			return nil
+		})
+	}
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	if b.opts.RealNodes {
+		if err := b.saveSysctls(); err != nil {
+			return fmt.Errorf("save sysctls: %w", err)
+		}
+		if err := b.startControllers(ctx); err != nil {
+			return err
+		}
+		phase("kube-controller-manager, kube-scheduler")
 	}
 	b.mu.Lock()
 	b.state.APIServer = b.APIServerURL
@@ -399,6 +443,12 @@ func (b *Bed) build(ctx context.Context) error {
 				return err
 			}
 			phase(n.Name + " kube-proxy")
+			if b.opts.RealNodes {
+				if err := n.startRealNode(gctx, images, b.nodeTokens[n.Name]); err != nil {
+					return fmt.Errorf("node %s: %w", n.Name, err)
+				}
+				phase(n.Name + " kubelet Ready")
+			}
 			return nil
 		})
 	}
@@ -411,7 +461,17 @@ func (b *Bed) build(ctx context.Context) error {
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if b.opts.RealNodes {
+		// The kubelets have set the kernel's panic settings; put the
+		// machine's back now (overcommit goes back at teardown).
+		if err := restoreSysctls(b.Log, kubeletPanicSysctls); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // addNS names a namespace of this bed and records it, before it is created.
@@ -551,6 +611,7 @@ func teardown(log *slog.Logger, st State, procs []*Process) error {
 			first = append(first, p)
 		}
 	}
+	errs = append(errs, teardownRealNodes(log, st, procs)...)
 	stop(first, 5*time.Second)
 	stopped := time.Since(begin)
 	// The API server before etcd: without etcd it hangs in shutdown. Its

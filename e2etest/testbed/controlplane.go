@@ -97,6 +97,20 @@ func (b *Bed) startAPIServer(ctx context.Context) error {
 	b.adminToken = randomToken()
 	b.proxyToken = randomToken()
 	tokens := fmt.Sprintf("%s,admin,admin,system:masters\n%s,system:kube-proxy,kube-proxy\n", b.adminToken, b.proxyToken)
+	authz := "RBAC"
+	var extra []string
+	if b.opts.RealNodes {
+		// Each kubelet is system:node:<name> in system:nodes, authorized by
+		// the Node authorizer; the API server reaches kubelets by IP.
+		b.nodeTokens = map[string]string{}
+		for i := 1; i <= b.opts.Nodes; i++ {
+			name := fmt.Sprintf("node%d", i)
+			b.nodeTokens[name] = randomToken()
+			tokens += fmt.Sprintf("%s,system:node:%s,system:node:%s,system:nodes\n", b.nodeTokens[name], name, name)
+		}
+		authz = "Node,RBAC"
+		extra = append(extra, "--kubelet-preferred-address-types=InternalIP", "--allow-privileged=true")
+	}
 	tokenFile := filepath.Join(secrets, "tokens.csv")
 	if err := os.WriteFile(tokenFile, []byte(tokens), 0o600); err != nil {
 		return err
@@ -109,25 +123,26 @@ func (b *Bed) startAPIServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := b.startProcess(ctx, "", "kube-apiserver", bin,
+	args := []string{
 		fmt.Sprintf("--etcd-servers=http://%s:2379", b.etcdAddr),
 		fmt.Sprintf("--secure-port=%d", apiserverPort),
-		"--bind-address="+b.apiAddr.String(),
-		"--advertise-address="+b.apiAddr.String(),
-		"--cert-dir="+secrets,
-		"--tls-cert-file="+pk.servingCert,
-		"--tls-private-key-file="+pk.servingKey,
-		"--client-ca-file="+filepath.Join(secrets, "ca.crt"),
-		"--token-auth-file="+tokenFile,
-		"--authorization-mode=RBAC",
+		"--bind-address=" + b.apiAddr.String(),
+		"--advertise-address=" + b.apiAddr.String(),
+		"--cert-dir=" + secrets,
+		"--tls-cert-file=" + pk.servingCert,
+		"--tls-private-key-file=" + pk.servingKey,
+		"--client-ca-file=" + filepath.Join(secrets, "ca.crt"),
+		"--token-auth-file=" + tokenFile,
+		"--authorization-mode=" + authz,
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file="+pk.saPub,
-		"--service-account-signing-key-file="+pk.saKey,
-		"--service-cluster-ip-range="+serviceRange,
+		"--service-account-key-file=" + pk.saPub,
+		"--service-account-signing-key-file=" + pk.saKey,
+		"--service-cluster-ip-range=" + serviceRange,
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 		"--v=1",
-	)
+	}
+	p, err := b.startProcess(ctx, "", "kube-apiserver", bin, append(args, extra...)...)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,8 @@ type Node struct {
 	// KubeProxy is its kube-proxy process (nil with NoKubeProxy).
 	KubeProxy *Process
 
-	bed *Bed
+	bed  *Bed
+	real *realNode
 }
 
 // Interface is the name of the node's fabric interface.

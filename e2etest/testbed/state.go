@@ -27,6 +27,11 @@ type State struct {
 	RootLinks  []string        `json:"rootLinks"`
 	Processes  []ProcessRecord `json:"processes"`
 	ExtraDirs  []string        `json:"extraDirs,omitempty"`
+	// RealNodes are the nodes with containerd and a kubelet.
+	RealNodes []RealNodeRecord `json:"realNodes,omitempty"`
+	// Sysctls are the host's values of the sysctls the kubelet rewrites,
+	// when this bed saved them.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 }
 
 const stateFile = "state.json"

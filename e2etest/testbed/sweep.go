@@ -100,6 +100,15 @@ func Sweep(ctx context.Context, log *slog.Logger) error {
 			errs = append(errs, err)
 		}
 	}
+	// A real-nodes bed that died before recording its nodes may have left
+	// the kubelet's sysctls changed.
+	if _, err := os.Stat(sysctlSaveFile()); err == nil && !anyLiveRealNodes("") {
+		if err := restoreSysctls(log, nil); err != nil {
+			errs = append(errs, err)
+		} else {
+			_ = os.Remove(sysctlSaveFile())
+		}
+	}
 	return errors.Join(errs...)
 }
 

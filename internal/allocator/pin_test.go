@@ -13,7 +13,9 @@ import (
 // Service until that one is seen to release it.
 func TestPins(t *testing.T) {
 	ip := netip.MustParseAddr
-	req := func(key string) Request { return Request{Key: key, Namespace: "ns", Families: []config.Family{config.IPv4}} }
+	req := func(key string) Request {
+		return Request{Key: key, Namespace: "ns", Families: []config.Family{config.IPv4}}
+	}
 	shared := func(key, sk string) Request {
 		r := req(key)
 		r.SharingKey = sk

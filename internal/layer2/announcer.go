@@ -35,7 +35,15 @@ type Announcer struct {
 	mu    sync.Mutex
 	ips   map[netip.Addr][]string // owned IP -> interface allow-list (nil: any)
 	links map[string]*link        // interface name -> running responders
+
+	lastRe  time.Time   // last Reannounce that sent
+	reTimer *time.Timer // a Reannounce deferred by the rate limit
 }
+
+// ReannounceInterval is the least time between two rounds of
+// [Announcer.Reannounce]; calls in between are merged into one round at the
+// end of the interval.
+const ReannounceInterval = time.Second
 
 // link is the running responders of one interface.
 type link struct {
@@ -97,6 +105,38 @@ func (a *Announcer) Withdraw(ip netip.Addr) {
 	delete(a.ips, ip)
 	for _, l := range a.links {
 		a.apply(l, ip, nil, false)
+	}
+}
+
+// Reannounce sends a gratuitous ARP / unsolicited NA burst again for every
+// IP this node answers for, on every interface. The speaker calls it after
+// every membership change: after a partition heals, the clients of the other
+// side may still hold the MAC of the node that answered there, until their
+// cache entry expires. Rounds are at most one per [ReannounceInterval].
+func (a *Announcer) Reannounce() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	if wait := a.lastRe.Add(ReannounceInterval).Sub(now); wait > 0 {
+		if a.reTimer == nil {
+			a.reTimer = time.AfterFunc(wait, func() {
+				a.mu.Lock()
+				a.reTimer = nil
+				a.mu.Unlock()
+				a.Reannounce()
+			})
+		}
+		return
+	}
+	a.lastRe = now
+	a.stats.Reannounces.Add(1)
+	for _, l := range a.links {
+		if l.arp != nil {
+			l.arp.Reannounce()
+		}
+		if l.ndp != nil {
+			l.ndp.Reannounce()
+		}
 	}
 }
 
@@ -281,6 +321,10 @@ func (a *Announcer) stop(l *link) {
 func (a *Announcer) stopAll() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.reTimer != nil {
+		a.reTimer.Stop()
+		a.reTimer = nil
+	}
 	for name, l := range a.links {
 		a.stop(l)
 		delete(a.links, name)

@@ -12,10 +12,28 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
 )
 
 // etherTypeARP is ARP's EtherType, for the raw socket.
 const etherTypeARP = 0x0806
+
+// readBuffer is the receive buffer asked for the raw sockets, so that a
+// burst of frames (a flood of garbage from a hostile neighbour) does not
+// crowd out the real requests. The kernel caps it at net.core.rmem_max.
+const readBuffer = 4 << 20
+
+// setReadBuffer raises conn's receive buffer, best effort: the default
+// still works, only less well under a flood.
+func setReadBuffer(conn *packet.Conn) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, readBuffer)
+	})
+}
 
 // ARPResponder answers ARP requests on one interface for the IPv4
 // addresses it owns, and sends gratuitous ARP when it takes one over.
@@ -36,6 +54,7 @@ func ListenARP(ifi *net.Interface, o Options) (*ARPResponder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: open ARP socket: %w", ifi.Name, err)
 	}
+	setReadBuffer(conn)
 	r, err := NewARPResponder(ifi, conn, o)
 	if err != nil {
 		_ = conn.Close()
@@ -74,6 +93,13 @@ func (r *ARPResponder) Add(ip netip.Addr) bool {
 	}
 	r.burst.schedule(ip, r.count)
 	return true
+}
+
+// Reannounce starts a gratuitous ARP burst for every owned IP.
+func (r *ARPResponder) Reannounce() {
+	for _, ip := range r.owned.list() {
+		r.burst.schedule(ip, r.count)
+	}
 }
 
 // Remove stops answering for ip.

@@ -124,6 +124,13 @@ func (r *NDPResponder) Add(ip netip.Addr) (bool, error) {
 	return true, nil
 }
 
+// Reannounce starts an unsolicited advertisement burst for every owned IP.
+func (r *NDPResponder) Reannounce() {
+	for _, ip := range r.owned.list() {
+		r.burst.schedule(ip, r.count)
+	}
+}
+
 // Remove stops answering for ip and leaves its solicited-node group if no
 // other owned IP needs it.
 func (r *NDPResponder) Remove(ip netip.Addr) {

@@ -85,6 +85,7 @@ func listenRawNDP(ifi *net.Interface) (*rawNDPConn, error) {
 		_ = groups.Close()
 		return nil, fmt.Errorf("interface %s: open IPv6 packet socket: %w", ifi.Name, err)
 	}
+	setReadBuffer(pc)
 	mtu := ifi.MTU
 	if mtu < 1280 {
 		mtu = 1500

@@ -22,4 +22,7 @@ type Stats struct {
 	Malformed atomic.Uint64
 	// SendErrors counts packets that could not be sent.
 	SendErrors atomic.Uint64
+	// Reannounces counts the rounds of gratuitous packets sent again for
+	// every owned IP after a membership change (Announcer.Reannounce).
+	Reannounces atomic.Uint64
 }

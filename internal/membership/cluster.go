@@ -76,6 +76,16 @@ type Cluster struct {
 	timing Timings
 
 	mismatches atomic.Uint64
+	rejected   atomic.Uint64
+	rotations  atomic.Uint64
+
+	// keyring is memberlist's, nil without encryption. kmu serialises
+	// SetSecrets and Rotate; want is the key the Secret asks to encrypt
+	// with, keep the previous keys it still lists.
+	keyring *memberlist.Keyring
+	kmu     sync.Mutex
+	want    []byte
+	keep    [][]byte
 
 	// Events flow: memberlist callbacks append to queue (never blocking
 	// memberlist), the pump goroutine moves them to events.
@@ -151,13 +161,7 @@ func New(cfg Config) (*Cluster, error) {
 	mc.Events = (*eventDelegate)(c)
 	mc.Delegate = (*metaDelegate)(c)
 	mc.LogOutput = nil
-	mc.Logger = log.New(&logBridge{
-		log:        logger,
-		mismatches: &c.mismatches,
-		onMismatch: cfg.OnKeyMismatch,
-		interval:   cfg.MismatchReportInterval,
-		reported:   make(map[string]time.Time),
-	}, "", 0)
+	mc.Logger = log.New(newLogBridge(logger, &c.mismatches, &c.rejected, cfg.OnKeyMismatch, cfg.MismatchReportInterval), "", 0)
 
 	if cfg.Secret == nil {
 		logger.Warn("memberlist encryption is disabled: any host that reaches the memberlist port can join the speakers")
@@ -173,12 +177,22 @@ func New(cfg Config) (*Cluster, error) {
 				return nil, fmt.Errorf("membership: config: previous secret %d: %w", i, err)
 			}
 			keys = append(keys, k)
+			c.keep = append(c.keep, k)
 		}
-		kr, err := memberlist.NewKeyring(keys, primary)
+		c.want = primary
+		// With previous secrets, a rotation may be under way: encrypt with
+		// the oldest-known key, which every member still accepts, until
+		// Rotate sees that every member accepts the new one.
+		use := primary
+		if len(c.keep) > 0 {
+			use = c.keep[0]
+		}
+		kr, err := memberlist.NewKeyring(keys, use)
 		if err != nil {
 			return nil, fmt.Errorf("membership: keyring: %w", err)
 		}
 		mc.Keyring = kr
+		c.keyring = kr
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}
@@ -239,6 +253,14 @@ func (c *Cluster) LocalAddr() netip.AddrPort {
 // KeyMismatches returns how many times traffic that could not be decrypted
 // was received, for a metric.
 func (c *Cluster) KeyMismatches() uint64 { return c.mismatches.Load() }
+
+// RejectedPackets returns how many packets or streams memberlist discarded
+// because they could not be decrypted or decoded (key mismatches included),
+// for a metric.
+func (c *Cluster) RejectedPackets() uint64 { return c.rejected.Load() }
+
+// KeyRotations returns how many times the primary key changed, for a metric.
+func (c *Cluster) KeyRotations() uint64 { return c.rotations.Load() }
 
 // SetMeta replaces this member's metadata and gossips it; the others see
 // an [EventUpdate]. It waits for the broadcast until ctx is done.

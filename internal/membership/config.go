@@ -142,8 +142,9 @@ type Config struct {
 	// warning: anyone on the network could then join and steer elections.
 	Secret []byte
 	// PreviousSecrets are older secrets still accepted for decryption while
-	// a key rotation rolls through the cluster. The primary key, used to
-	// encrypt, is always the one derived from Secret.
+	// a key rotation rolls through the cluster. When set, the member starts
+	// encrypting with the first of them, and moves to the key derived from
+	// Secret once every member accepts it (see [Cluster.Rotate]).
 	PreviousSecrets [][]byte
 	// Meta is this member's metadata, gossiped with it (for example the
 	// interfaces it can announce from). At most 512 bytes.

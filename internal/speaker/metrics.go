@@ -15,12 +15,13 @@ import (
 type Collector struct {
 	s *Speaker
 
-	announced, members, ipvs                      *prometheus.Desc
-	arpReq, arpRep, garp, ndpSol, ndpAdv, unsolNA *prometheus.Desc
-	malformed, sendErr, mismatches                *prometheus.Desc
-	bgpUp, bgpState, bgpPrefixes, bgpUpdates      *prometheus.Desc
-	bgpNotif, bfdUp, bgpAdvertised                *prometheus.Desc
-	rebuilds, elections                           *prometheus.Desc
+	announced, members, ipvs                       *prometheus.Desc
+	arpReq, arpRep, garp, ndpSol, ndpAdv, unsolNA  *prometheus.Desc
+	malformed, sendErr, mismatches                 *prometheus.Desc
+	rejected, rotations, keyInfo, keys, reannounce *prometheus.Desc
+	bgpUp, bgpState, bgpPrefixes, bgpUpdates       *prometheus.Desc
+	bgpNotif, bfdUp, bgpAdvertised                 *prometheus.Desc
+	rebuilds, elections                            *prometheus.Desc
 }
 
 // NewCollector returns the collector of s.
@@ -42,6 +43,11 @@ func NewCollector(s *Speaker) *Collector {
 		malformed:  d("layer2_malformed_packets_total", "Received ARP or NDP packets that could not be parsed."),
 		sendErr:    d("layer2_send_errors_total", "ARP or NDP packets that could not be sent."),
 		mismatches: d("memberlist_key_mismatches_total", "Memberlist packets that could not be decrypted: a speaker uses another Secret."),
+		rejected:   d("memberlist_rejected_packets_total", "Memberlist packets and streams discarded: undecryptable (key mismatches included) or undecodable."),
+		rotations:  d("memberlist_key_rotations_total", "Times this speaker switched the key it encrypts the gossip with."),
+		keyInfo:    d("memberlist_primary_key_info", "1, labelled with the fingerprint of the key this speaker encrypts the gossip with.", "fingerprint"),
+		keys:       d("memberlist_keys", "Keys this speaker decrypts the gossip with: 1 outside a rotation."),
+		reannounce: d("layer2_reannounces_total", "Rounds of gratuitous ARP / unsolicited NA re-sent for every owned IP after a membership change."),
 
 		bgpUp:         d("bgp_session_up", "1 when the BGP session to the peer is established.", "peer", "address"),
 		bgpState:      d("bgp_session_state", "The BGP session's FSM state: 1 for the current state.", "peer", "state"),
@@ -58,7 +64,7 @@ func NewCollector(s *Speaker) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.announced, c.members, c.ipvs, c.arpReq, c.arpRep, c.garp, c.ndpSol,
-		c.ndpAdv, c.unsolNA, c.malformed, c.sendErr, c.mismatches,
+		c.ndpAdv, c.unsolNA, c.malformed, c.sendErr, c.mismatches, c.rejected, c.rotations, c.keyInfo, c.keys, c.reannounce,
 		c.bgpUp, c.bgpState, c.bgpPrefixes, c.bgpUpdates, c.bgpNotif, c.bfdUp, c.bgpAdvertised, c.rebuilds, c.elections} {
 		ch <- d
 	}
@@ -79,6 +85,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.ipvs, prometheus.GaugeValue, ipvs)
 	st := c.s.Announcer().Stats()
+	rejected, rotations := c.s.MemberlistRejected()
 	for _, m := range []struct {
 		d *prometheus.Desc
 		v uint64
@@ -92,8 +99,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		{c.malformed, st.Malformed.Load()},
 		{c.sendErr, st.SendErrors.Load()},
 		{c.mismatches, c.s.KeyMismatches()},
+		{c.rejected, rejected},
+		{c.rotations, rotations},
+		{c.reannounce, st.Reannounces.Load()},
 	} {
 		ch <- prometheus.MustNewConstMetric(m.d, prometheus.CounterValue, float64(m.v))
+	}
+	if ks := c.s.KeyState(); ks.Primary != "" {
+		ch <- prometheus.MustNewConstMetric(c.keyInfo, prometheus.GaugeValue, 1, ks.Primary)
+		ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, float64(len(ks.Accepted)))
 	}
 	c.collectBGP(ch)
 }

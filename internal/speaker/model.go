@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldlb/herald/internal/config"
 	"github.com/heraldlb/herald/internal/election"
+	"github.com/heraldlb/herald/internal/membership"
 )
 
 // LabelExcludeFromLB is the well-known node label that keeps a node out of
@@ -129,23 +130,46 @@ func sameNode(a, b election.Node) bool {
 type memberMeta struct {
 	// Interfaces are the names of the interfaces the node can announce from.
 	Interfaces []string `json:"if"`
+	// Keys are the member's memberlist key fingerprints, which gate a key
+	// rotation (see membership.Cluster.Rotate). Older speakers ignore them.
+	Keys *membership.KeyState `json:"k,omitempty"`
 }
 
 // maxMeta is memberlist's metadata limit.
 const maxMeta = 512
 
-// EncodeMeta returns the memberlist metadata that publishes interfaces.
-// When the list does not fit, it publishes nothing, which the others read
-// as "every interface": a node never loses IPs because it has many links.
-func EncodeMeta(interfaces []string) []byte {
+// EncodeMeta returns the memberlist metadata that publishes interfaces and
+// the key state (nil when encryption is off). When the interfaces do not
+// fit, it publishes none, which the others read as "every interface": a
+// node never loses IPs because it has many links.
+func EncodeMeta(interfaces []string, keys *membership.KeyState) []byte {
 	if interfaces == nil {
 		interfaces = []string{}
 	}
-	b, err := json.Marshal(memberMeta{Interfaces: interfaces})
+	b, err := json.Marshal(memberMeta{Interfaces: interfaces, Keys: keys})
+	if err == nil && len(b) <= maxMeta {
+		return b
+	}
+	if keys == nil {
+		return nil
+	}
+	b, err = json.Marshal(memberMeta{Keys: keys})
 	if err != nil || len(b) > maxMeta {
 		return nil
 	}
 	return b
+}
+
+// DecodeKeys returns the key state a member publishes, or nil (unknown).
+func DecodeKeys(b []byte) *membership.KeyState {
+	if len(b) == 0 {
+		return nil
+	}
+	var m memberMeta
+	if err := json.Unmarshal(b, &m); err != nil || m.Keys == nil || m.Keys.Primary == "" {
+		return nil
+	}
+	return m.Keys
 }
 
 // DecodeMeta returns the interfaces a member publishes, or nil (unknown)

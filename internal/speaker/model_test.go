@@ -161,10 +161,10 @@ func TestNodeOf(t *testing.T) {
 }
 
 func TestMeta(t *testing.T) {
-	if got := DecodeMeta(EncodeMeta([]string{"eth0", "eth1"})); !slices.Equal(got, []string{"eth0", "eth1"}) {
+	if got := DecodeMeta(EncodeMeta([]string{"eth0", "eth1"}, nil)); !slices.Equal(got, []string{"eth0", "eth1"}) {
 		t.Errorf("round trip: %v", got)
 	}
-	if got := DecodeMeta(EncodeMeta(nil)); got == nil || len(got) != 0 {
+	if got := DecodeMeta(EncodeMeta(nil, nil)); got == nil || len(got) != 0 {
 		t.Errorf("no interfaces must decode as empty, not unknown: %#v", got)
 	}
 	if DecodeMeta(nil) != nil || DecodeMeta([]byte("garbage")) != nil {
@@ -174,7 +174,7 @@ func TestMeta(t *testing.T) {
 	for i := range many {
 		many[i] = "interface-with-a-long-name"
 	}
-	if b := EncodeMeta(many); b != nil {
+	if b := EncodeMeta(many, nil); b != nil {
 		t.Errorf("oversized meta encoded: %d bytes", len(b))
 	}
 }

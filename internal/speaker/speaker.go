@@ -45,6 +45,12 @@ const (
 // shared secret.
 const SecretKey = "secretkey"
 
+// SecretKeyPrevious is the optional key of the memberlist Secret's data
+// that holds the secret of before a rotation. It stays accepted, and a
+// speaker that starts while it is set encrypts with it until every member
+// accepts the new one (docs/operations.md, "Rotating the memberlist key").
+const SecretKeyPrevious = "previous"
+
 // Config configures a [Speaker].
 type Config struct {
 	// NodeName is this node's name. Required.
@@ -105,6 +111,8 @@ type Speaker struct {
 	peers    PeerSource
 	secFact  informers.SharedInformerFactory
 	secrets  corelisters.SecretNamespaceLister
+	keyFact  informers.SharedInformerFactory // the memberlist Secret alone
+	keySec   corelisters.SecretNamespaceLister
 	bgp      *bgpMode // nil when BGP mode is disabled
 
 	pend pending
@@ -114,17 +122,22 @@ type Speaker struct {
 	advs       *Advertisements
 	table      *election.Table
 	groups     *Groups
-	infos      map[string]*ServiceInfo     // service name -> info
-	keyIPs     map[string][]netip.Addr     // group key -> announceable IPs
-	keyMembers map[string][]string         // group key -> service names
-	alive      map[string][]byte           // live member -> meta
-	announced  map[string]announcement     // group key -> what this node answers
-	lastPeers  []string                    // last list handed to the joiner
-	joinCh     chan []string               // to the joiner
-	ownIfaces  []string                    // interfaces published in meta
-	metaSet    bool                        // ownIfaces were published
-	announcedN [2]atomic.Int64             // IPv4, IPv6 IPs answered
-	mismatch   chan membership.KeyMismatch // from memberlist to the loop
+	infos      map[string]*ServiceInfo // service name -> info
+	keyIPs     map[string][]netip.Addr // group key -> announceable IPs
+	keyMembers map[string][]string     // group key -> service names
+	alive      map[string][]byte       // live member -> meta
+	announced  map[string]announcement // group key -> what this node answers
+	lastPeers  []string                // last list handed to the joiner
+	joinCh     chan []string           // to the joiner
+	ownIfaces  []string                // interfaces published in meta
+	metaSet    bool                    // ownIfaces were published
+	pubKeys    membership.KeyState     // key state published in meta
+	keyWarned  bool                    // the Secret's absence was logged
+	// joinedOrLeft is set when a member other than this one joined or
+	// left, until the owned IPs are announced again.
+	joinedOrLeft bool
+	announcedN   [2]atomic.Int64             // IPv4, IPv6 IPs answered
+	mismatch     chan membership.KeyMismatch // from memberlist to the loop
 	// settled is false until the first attempt to join the other speakers
 	// is over (or settleTimeout passed): until then this node announces
 	// nothing in L2 mode, because alone it would elect itself for every IP
@@ -157,6 +170,7 @@ type pending struct {
 	nodes    map[string]struct{}
 	config   bool
 	peers    bool
+	keys     bool
 	signal   chan struct{}
 }
 
@@ -176,6 +190,15 @@ func (p *pending) service(key string) {
 
 func (p *pending) node(name string) {
 	p.mark(func() { p.nodes[name] = struct{}{}; p.peers = true })
+}
+
+// takeKeys reports and clears whether the memberlist Secret changed.
+func (p *pending) takeKeys() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := p.keys
+	p.keys = false
+	return k
 }
 
 // take returns and clears what is pending.
@@ -339,6 +362,24 @@ func (s *Speaker) setupInformers() error {
 		s.secrets = secInf.Lister().Secrets(s.cfg.Namespace)
 	}
 
+	if s.cfg.SecretName != "" {
+		// The memberlist Secret is followed live, for key rotations.
+		name := s.cfg.SecretName
+		s.keyFact = informers.NewSharedInformerFactoryWithOptions(c.Kube, 0,
+			informers.WithNamespace(s.cfg.Namespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }))
+		keyInf := s.keyFact.Core().V1().Secrets()
+		keysDirty := func(any) { s.pend.mark(func() { s.pend.keys = true }) }
+		if _, err := keyInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    keysDirty,
+			UpdateFunc: func(_, obj any) { keysDirty(obj) },
+			DeleteFunc: keysDirty,
+		}); err != nil {
+			return fmt.Errorf("speaker: memberlist secret handler: %w", err)
+		}
+		s.keySec = keyInf.Lister().Secrets(s.cfg.Namespace)
+	}
+
 	port := s.cfg.Membership.AdvertisePort
 	if port == 0 {
 		port = s.cfg.Membership.BindPort
@@ -384,7 +425,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	defer stopInformers()
 	s.factory.Start(infCtx.Done())
 	s.herald.Run(infCtx)
-	for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact} {
+	for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact, s.keyFact} {
 		if f != nil {
 			f.Start(infCtx.Done())
 		}
@@ -392,7 +433,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	defer func() {
 		stopInformers()
 		s.factory.Shutdown()
-		for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact} {
+		for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact, s.keyFact} {
 			if f != nil {
 				f.Shutdown()
 			}
@@ -407,7 +448,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 			return fmt.Errorf("speaker: %v cache not synced: %w", typ, ctx.Err())
 		}
 	}
-	for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact} {
+	for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact, s.keyFact} {
 		if f == nil {
 			continue
 		}
@@ -519,18 +560,18 @@ func (s *Speaker) startMembership(ctx context.Context) (*membership.Cluster, err
 		}
 	}
 	if s.cfg.SecretName != "" {
-		secret, err := s.readSecret(ctx)
+		secret, previous, err := s.readSecret(ctx)
 		if err != nil {
 			return nil, err
 		}
-		mc.Secret = secret
+		mc.Secret, mc.PreviousSecrets = secret, previous
 	}
 	ifaces, err := layer2.UsableInterfaces(s.cfg.SysClassNet)
 	if err != nil {
 		s.log.Warn("cannot list interfaces", slog.Any("error", err))
 	} else {
 		s.ownIfaces, s.metaSet = ifaces, true
-		mc.Meta = EncodeMeta(ifaces)
+		mc.Meta = EncodeMeta(ifaces, nil)
 	}
 	mc.OnKeyMismatch = func(m membership.KeyMismatch) {
 		select {
@@ -542,19 +583,28 @@ func (s *Speaker) startMembership(ctx context.Context) (*membership.Cluster, err
 	if err != nil {
 		return nil, fmt.Errorf("speaker: %w", err)
 	}
-	s.log.Info("memberlist started", slog.String("addr", cluster.LocalAddr().String()), slog.Any("interfaces", ifaces))
+	s.log.Info("memberlist started", slog.String("addr", cluster.LocalAddr().String()), slog.Any("interfaces", ifaces),
+		slog.String("primaryKey", cluster.KeyState().Primary))
+	if ks := cluster.KeyState(); ks.Primary != "" {
+		// Alone for now: this returns at once, before anyone joins.
+		if err := cluster.SetMeta(ctx, EncodeMeta(s.ownIfaces, &ks)); err != nil {
+			s.log.Warn("publish key state", slog.Any("error", err))
+		} else {
+			s.pubKeys = ks
+		}
+	}
 	return cluster, nil
 }
 
 // readSecret waits for the memberlist Secret, which the installation
-// creates, and returns its key.
-func (s *Speaker) readSecret(ctx context.Context) ([]byte, error) {
+// creates, and returns its secret and the previous one, if any.
+func (s *Speaker) readSecret(ctx context.Context) ([]byte, [][]byte, error) {
 	warned := false
 	for {
 		sec, err := s.cfg.Clients.Kube.CoreV1().Secrets(s.cfg.Namespace).Get(ctx, s.cfg.SecretName, metav1.GetOptions{})
 		if err == nil {
 			if b := sec.Data[SecretKey]; len(b) > 0 {
-				return b, nil
+				return b, previousSecrets(sec), nil
 			}
 			err = fmt.Errorf("secret %s/%s has no key %q", s.cfg.Namespace, s.cfg.SecretName, SecretKey)
 		} else if apierrors.IsNotFound(err) {
@@ -569,7 +619,7 @@ func (s *Speaker) readSecret(ctx context.Context) ([]byte, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("speaker: %w", err)
+			return nil, nil, fmt.Errorf("speaker: %w", err)
 		case <-time.After(2 * time.Second):
 		}
 	}
@@ -633,7 +683,7 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 	defer ifTick.Stop()
 	ipvsTick := time.NewTicker(time.Minute)
 	defer ipvsTick.Stop()
-	s.pend.mark(func() { s.pend.config, s.pend.peers = true, true })
+	s.pend.mark(func() { s.pend.config, s.pend.peers, s.pend.keys = true, true, true })
 	events := cluster.Events()
 	settle := s.settleCh
 	for {
@@ -650,8 +700,12 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 				return
 			}
 			s.memberEvent(ev)
+			s.rotateKeys(ctx, cluster)
 		case <-s.pend.signal:
 			s.process(ctx)
+			if s.pend.takeKeys() {
+				s.syncKeys(ctx, cluster)
+			}
 		case m := <-s.mismatch:
 			s.reportMismatch(m)
 		case <-ifTick.C:
@@ -668,11 +722,20 @@ func (s *Speaker) memberEvent(ev membership.Event) {
 	changed := map[string]bool{}
 	s.applyMember(ev, changed)
 	s.reconcile(s.drainMembers(changed))
+	if s.joinedOrLeft {
+		// After a partition heals, the clients of the other side may hold
+		// the MAC of a node that answered there: tell them again.
+		s.joinedOrLeft = false
+		s.announcer.Reannounce()
+	}
 }
 
 // applyMember records one membership event, adding the node to changed.
 func (s *Speaker) applyMember(ev membership.Event, changed map[string]bool) {
 	name := ev.Member.Name
+	if ev.Type != membership.EventUpdate && name != s.self {
+		s.joinedOrLeft = true
+	}
 	if ev.Type == membership.EventLeave {
 		delete(s.alive, name)
 	} else {
@@ -688,6 +751,7 @@ func (s *Speaker) applyMember(ev membership.Event, changed map[string]bool) {
 func (s *Speaker) applySettled() {
 	keys := s.drainMembers(map[string]bool{})
 	s.settled = true
+	s.joinedOrLeft = false // everything is announced afresh below
 	for k := range s.keyIPs {
 		keys[k] = true
 	}
@@ -1033,17 +1097,100 @@ func (s *Speaker) pollInterfaces(ctx context.Context, cluster *membership.Cluste
 		s.log.Warn("cannot list interfaces", slog.Any("error", err))
 		return
 	}
-	if s.metaSet && slices.Equal(ifaces, s.ownIfaces) {
+	// A key state whose publication failed is published again here.
+	keysStale := !cluster.KeyState().Equal(s.pubKeys)
+	if s.metaSet && slices.Equal(ifaces, s.ownIfaces) && !keysStale {
 		return
 	}
 	mctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	if err := cluster.SetMeta(mctx, EncodeMeta(ifaces)); err != nil {
-		s.log.Warn("publish interfaces", slog.Any("error", err))
+	if !s.metaSet || !slices.Equal(ifaces, s.ownIfaces) {
+		s.log.Info("interfaces changed", slog.Any("interfaces", ifaces))
 	}
-	s.log.Info("interfaces changed", slog.Any("interfaces", ifaces))
 	s.ownIfaces, s.metaSet = ifaces, true
+	s.publishMeta(mctx, cluster)
 	// memberlist reports our own update as an event, which re-elects.
+}
+
+// publishMeta publishes this node's interfaces and key state in its
+// memberlist metadata.
+func (s *Speaker) publishMeta(ctx context.Context, cluster *membership.Cluster) {
+	var keys *membership.KeyState
+	ks := cluster.KeyState()
+	if ks.Primary != "" {
+		keys = &ks
+	}
+	if err := cluster.SetMeta(ctx, EncodeMeta(s.ownIfaces, keys)); err != nil {
+		s.log.Warn("publish interfaces and keys", slog.Any("error", err))
+		return
+	}
+	s.pubKeys = ks
+}
+
+// previousSecrets returns the memberlist Secret's previous secret, if any.
+func previousSecrets(sec *corev1.Secret) [][]byte {
+	if b := sec.Data[SecretKeyPrevious]; len(b) > 0 {
+		return [][]byte{b}
+	}
+	return nil
+}
+
+// syncKeys hands the memberlist Secret's keys to the cluster, which adds
+// the new ones, then moves the rotation on. A Secret that is gone or has
+// no key changes nothing: the speakers keep the keys they have.
+func (s *Speaker) syncKeys(ctx context.Context, cluster *membership.Cluster) {
+	if s.keySec == nil {
+		return
+	}
+	sec, err := s.keySec.Get(s.cfg.SecretName)
+	var secret []byte
+	if err == nil {
+		secret = sec.Data[SecretKey]
+	}
+	if len(secret) == 0 {
+		if !s.keyWarned {
+			s.log.Warn("the memberlist Secret is gone or has no key; the speaker keeps its keys",
+				slog.String("secret", s.cfg.Namespace+"/"+s.cfg.SecretName), slog.String("key", SecretKey))
+			s.keyWarned = true
+		}
+		return
+	}
+	s.keyWarned = false
+	changed, err := cluster.SetSecrets(secret, previousSecrets(sec))
+	if err != nil {
+		s.log.Error("cannot use the memberlist Secret", slog.Any("error", err))
+		return
+	}
+	if changed {
+		s.publishKeys(ctx, cluster)
+	}
+	s.rotateKeys(ctx, cluster)
+}
+
+// rotateKeys moves a key rotation on from the key states the live members
+// publish, and publishes this member's state when it changed.
+func (s *Speaker) rotateKeys(ctx context.Context, cluster *membership.Cluster) {
+	peers := make(map[string]*membership.KeyState, len(s.alive))
+	for name, meta := range s.alive {
+		if name != s.self {
+			peers[name] = DecodeKeys(meta)
+		}
+	}
+	changed, err := cluster.Rotate(peers)
+	if err != nil {
+		s.log.Error("memberlist key rotation", slog.Any("error", err))
+	}
+	if changed || !cluster.KeyState().Equal(s.pubKeys) {
+		s.publishKeys(ctx, cluster)
+	}
+}
+
+// publishKeys publishes the key state at once, bounded in time; a failure
+// is retried by pollInterfaces.
+func (s *Speaker) publishKeys(ctx context.Context, cluster *membership.Cluster) {
+	mctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	s.publishMeta(mctx, cluster)
 }
 
 // AnnouncedIPs returns how many IPv4 and IPv6 addresses this node answers
@@ -1067,8 +1214,25 @@ func (s *Speaker) Work() (rebuilds, elections uint64) {
 	return s.rebuilds.Load(), s.elections.Load()
 }
 
-// KeyMismatches returns the number of memberlist packets that could not be
-// decrypted.
+// KeyState returns this node's memberlist key state (zero before the
+// memberlist started, or without encryption).
+func (s *Speaker) KeyState() membership.KeyState {
+	if c := s.cluster.Load(); c != nil {
+		return c.KeyState()
+	}
+	return membership.KeyState{}
+}
+
+// MemberlistRejected returns how many memberlist packets and streams were
+// discarded, and how many key rotations happened.
+func (s *Speaker) MemberlistRejected() (rejected, rotations uint64) {
+	if c := s.cluster.Load(); c != nil {
+		return c.RejectedPackets(), c.KeyRotations()
+	}
+	return 0, 0
+}
+
+// KeyMismatches returns the memberlist key mismatch count.
 func (s *Speaker) KeyMismatches() uint64 {
 	if c := s.cluster.Load(); c != nil {
 		return c.KeyMismatches()

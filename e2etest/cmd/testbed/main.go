@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,7 +51,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: testbed up [-nodes N] [-pods N] [-router] [-dual-stack] [-proxy-mode iptables|nftables] | status | down [prefix ...] | sweep")
+	fmt.Fprintln(os.Stderr, "usage: testbed up [-nodes N] [-pods N] [-router] [-dual-stack] [-proxy-mode iptables|nftables] [-real-nodes] [-image FILE.tar ...] | status | down [prefix ...] | sweep")
 }
 
 func up(ctx context.Context, log *slog.Logger, args []string) error {
@@ -61,6 +62,9 @@ func up(ctx context.Context, log *slog.Logger, args []string) error {
 	dual := fs.Bool("dual-stack", false, "IPv6 addresses too")
 	mode := fs.String("proxy-mode", "iptables", "kube-proxy mode: iptables or nftables")
 	noCRDs := fs.Bool("no-crds", false, "do not apply config/crd/bases")
+	realNodes := fs.Bool("real-nodes", false, "run containerd and a kubelet in every node, and kube-controller-manager and kube-scheduler")
+	var images imageList
+	fs.Var(&images, "image", "OCI image archive to import into every real node (repeatable; for example bin/images/herald-controller.tar)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +73,7 @@ func up(ctx context.Context, log *slog.Logger, args []string) error {
 	b, err := testbed.Up(ctx, testbed.Options{
 		Nodes: *nodes, PodsPerNode: *pods, Router: *router, DualStack: *dual,
 		ProxyMode: testbed.ProxyMode(*mode), NoCRDs: *noCRDs, Detached: true, Logger: log,
+		RealNodes: *realNodes, Images: images,
 	})
 	if err != nil {
 		return err
@@ -77,6 +82,11 @@ func up(ctx context.Context, log *slog.Logger, args []string) error {
 	fmt.Printf("tear down with: make -C e2etest down   (or: testbed down %s)\n", b.Prefix)
 	return nil
 }
+
+type imageList []string
+
+func (l *imageList) String() string     { return strings.Join(*l, ",") }
+func (l *imageList) Set(v string) error { *l = append(*l, v); return nil }
 
 func down(log *slog.Logger, prefixes []string) error {
 	states, err := testbed.ListStates()

@@ -1,0 +1,382 @@
+package layer2
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
+)
+
+// floodEnv, when set, makes TestFloodHelper flood the interface it names
+// (in whatever netns it was started in) with malformed ARP and NDP frames,
+// while it measures the replies to real ARP requests.
+const floodEnv = "HERALD_L2_FLOOD"
+
+// floodSpec is what TestFlood hands TestFloodHelper, as JSON in floodEnv.
+type floodSpec struct {
+	Iface    string        // the flooder's interface
+	DstMAC   string        // the responder's MAC
+	Owned    string        // an IPv4 address the responder owns
+	SrcIP    string        // the flooder's IPv4 address
+	Rate     int           // malformed frames per second
+	Duration time.Duration // flood length
+}
+
+// TestFloodHelper is not a test: TestFlood runs the test binary in a netns
+// with this function as the only test.
+func TestFloodHelper(t *testing.T) {
+	raw := os.Getenv(floodEnv)
+	if raw == "" {
+		t.Skip("helper process for TestFlood")
+	}
+	var spec floodSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		t.Fatal(err)
+	}
+	ifi, err := net.InterfaceByName(spec.Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, _ := net.ParseMAC(spec.DstMAC)
+	owned, src := netip.MustParseAddr(spec.Owned), netip.MustParseAddr(spec.SrcIP)
+	arpConn, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer arpConn.Close()
+	v6Conn, err := packet.Listen(ifi, packet.Raw, etherTypeIPv6, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v6Conn.Close()
+
+	// Replies to the real requests, by the time each request was sent.
+	var mu sync.Mutex
+	var sentAt time.Time
+	var latencies []time.Duration
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := arpConn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var f ethernet.Frame
+			var p arp.Packet
+			if f.UnmarshalBinary(buf[:n]) != nil || p.UnmarshalBinary(f.Payload) != nil {
+				continue
+			}
+			if p.Operation == arp.OperationReply && p.SenderIP == owned {
+				mu.Lock()
+				if !sentAt.IsZero() {
+					latencies = append(latencies, time.Since(sentAt))
+					sentAt = time.Time{}
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	request, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, src, ethernet.Broadcast, owned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqBytes, _ := request.MarshalBinary()
+	reqFrame, _ := (&ethernet.Frame{Destination: ethernet.Broadcast, Source: ifi.HardwareAddr, EtherType: ethernet.EtherTypeARP, Payload: reqBytes}).MarshalBinary()
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	garbage := malformedFrames(rng, ifi.HardwareAddr, dst, 256)
+	bcast := &packet.Addr{HardwareAddr: ethernet.Broadcast}
+	unicast := &packet.Addr{HardwareAddr: dst}
+	var sent, requests, sendErrs int
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	nextReq := start
+	for time.Since(start) < spec.Duration {
+		<-tick.C
+		due := int(time.Since(start).Seconds()*float64(spec.Rate)) - sent
+		for i := 0; i < due; i++ {
+			g := garbage[(sent+i)%len(garbage)]
+			conn, to := arpConn, bcast
+			if binary.BigEndian.Uint16(g[12:14]) == etherTypeIPv6 {
+				conn, to = v6Conn, unicast
+			}
+			if _, err := conn.WriteTo(g, to); err != nil {
+				sendErrs++
+			}
+		}
+		sent += due
+		if time.Now().After(nextReq) {
+			mu.Lock()
+			sentAt = time.Now()
+			mu.Unlock()
+			if _, err := arpConn.WriteTo(reqFrame, bcast); err == nil {
+				requests++
+			}
+			nextReq = time.Now().Add(100 * time.Millisecond)
+		}
+	}
+	elapsed := time.Since(start)
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(latencies)
+	pct := func(q float64) time.Duration {
+		if len(latencies) == 0 {
+			return -1
+		}
+		return latencies[int(q*float64(len(latencies)-1))]
+	}
+	fmt.Printf("FLOOD sent=%d rate=%.0f sendErrors=%d requests=%d replies=%d p50=%v p99=%v max=%v\n",
+		sent, float64(sent)/elapsed.Seconds(), sendErrs, requests, len(latencies), pct(0.5), pct(0.99), pct(1))
+}
+
+// malformedFrames returns n frames that reach the responders and that they
+// must reject: ARP frames that are truncated, have absurd address lengths
+// or random bytes, and IPv6 frames carrying a neighbour solicitation that is
+// truncated or has broken options.
+func malformedFrames(rng *rand.Rand, src, dst net.HardwareAddr, n int) [][]byte {
+	var frames [][]byte
+	for i := range n {
+		var f []byte
+		if i%2 == 0 {
+			f = make([]byte, 14+rng.IntN(28)) // an ARP body is 28 bytes
+			copy(f[0:6], ethernet.Broadcast)
+			copy(f[6:12], src)
+			binary.BigEndian.PutUint16(f[12:14], etherTypeARP)
+			for j := 14; j < len(f); j++ {
+				f[j] = byte(rng.Uint32())
+			}
+			if len(f) > 19 && i%4 == 0 {
+				f[14+4] = 0 // hardware address length 0
+			}
+		} else {
+			body := make([]byte, 4+rng.IntN(24)) // a solicitation is 24+ bytes
+			body[0] = 135                        // neighbour solicitation
+			for j := 4; j < len(body); j++ {
+				body[j] = byte(rng.Uint32())
+			}
+			if i%4 == 1 {
+				// A full-size solicitation with a zero-length option, which
+				// RFC 4861 says to discard.
+				body = append(make([]byte, 24), 1, 0, 0, 0, 0, 0, 0, 0)
+				body[0] = 135
+			}
+			f = make([]byte, offICMPv6+len(body))
+			copy(f[0:6], dst)
+			copy(f[6:12], src)
+			binary.BigEndian.PutUint16(f[12:14], etherTypeIPv6)
+			ip := f[ethHeaderLen:]
+			ip[0] = 6 << 4
+			binary.BigEndian.PutUint16(ip[4:6], uint16(len(body)))
+			ip[6] = protocolICMPv6
+			ip[7] = 255
+			ip[8], ip[9] = 0xfe, 0x80
+			copy(f[offICMPv6:], body)
+		}
+		frames = append(frames, f)
+	}
+	return frames
+}
+
+// TestFlood floods a running Announcer with malformed ARP and NDP frames
+// from another netns, while asking it real ARP requests: it must not
+// restart its responders, must count the frames as malformed, must keep
+// answering, and its memory must stay flat. The short version runs in make
+// test; HERALD_LONG=1 floods at 50,000 frames/s for 60 s.
+func TestFlood(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	rate, dur := 20000, 3*time.Second
+	if os.Getenv("HERALD_LONG") != "" {
+		rate, dur = 50000, 60*time.Second
+	}
+	if routes := run(t, "ip", "route", "show", "match", "198.18.0.0/24"); strings.Contains(routes, "198.18.0.") {
+		t.Fatalf("198.18.0.0/24 is in use in the root netns:\n%s", routes)
+	}
+	prefix := fmt.Sprintf("hlf%d-", os.Getpid())
+	nsA, nsB := prefix+"a", prefix+"b"
+	vethA, vethB := prefix+"va", prefix+"vb"
+	for _, ns := range []string{nsA, nsB} {
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run(t, "ip", "link", "add", vethA, "netns", nsA, "type", "veth", "peer", "name", vethB, "netns", nsB)
+	run(t, "ip", "-n", nsA, "addr", "add", "198.18.0.1/24", "dev", vethA)
+	run(t, "ip", "-n", nsB, "addr", "add", "198.18.0.2/24", "dev", vethB)
+	run(t, "ip", "-n", nsA, "link", "set", vethA, "up")
+	run(t, "ip", "-n", nsB, "link", "set", vethB, "up")
+	var links []struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal([]byte(run(t, "ip", "-n", nsA, "-j", "link", "show", vethA)), &links); err != nil || len(links) != 1 {
+		t.Fatalf("parse link of %s: %v", vethA, err)
+	}
+	owned := "198.18.0.200"
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The responder side: TestNetnsHelper's Announcer, in A.
+	resp := exec.Command("ip", "netns", "exec", nsA, exe, "-test.run=^TestNetnsHelper$")
+	resp.Env = append(os.Environ(), helperEnv+"="+owned+",2001:db8::200")
+	stdin, err := resp.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := resp.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuilder
+	resp.Stderr = &stderr
+	if err := resp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 16)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() { exited <- resp.Wait() }()
+	t.Cleanup(func() {
+		stdin.Close()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			resp.Process.Kill() // by the PID we started
+			<-exited
+		}
+	})
+	select {
+	case l := <-lines:
+		if l != "READY" {
+			t.Fatalf("responder said %q\n%s", l, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("responder not ready\n%s", stderr.String())
+	}
+	time.Sleep(500 * time.Millisecond) // let the first gratuitous burst go
+	rssBefore := rssKiB(t, resp.Process.Pid)
+
+	spec, _ := json.Marshal(floodSpec{Iface: vethB, DstMAC: links[0].Address, Owned: owned, SrcIP: "198.18.0.2", Rate: rate, Duration: dur})
+	flood := exec.Command("ip", "netns", "exec", nsB, exe, "-test.run=^TestFloodHelper$")
+	flood.Env = append(os.Environ(), floodEnv+"="+string(spec))
+	out, err := flood.CombinedOutput()
+	if err != nil {
+		t.Fatalf("flooder: %v\n%s", err, out)
+	}
+	var result string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "FLOOD ") {
+			result = l
+		}
+	}
+	rssAfter := rssKiB(t, resp.Process.Pid)
+
+	stdin.Close()
+	var stats string
+	for l := range lines {
+		if strings.HasPrefix(l, "STATS") {
+			stats = l
+		}
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("responder: %v\n%s", err, stderr.String())
+	}
+	exited <- nil // for the cleanup
+	t.Logf("FIGURE flood %d frames/s for %v: %s", rate, dur, result)
+	t.Logf("FIGURE responder %s; RSS %d KiB before, %d KiB after", stats, rssBefore, rssAfter)
+
+	fields := func(line string) map[string]string {
+		m := map[string]string{}
+		for _, f := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	fr, st := fields(result), fields(stats)
+	num := func(m map[string]string, k string) int {
+		n, _ := strconv.Atoi(m[k])
+		return n
+	}
+	sent := num(fr, "sent")
+	if malformed := num(st, "malformed"); malformed < sent/2 {
+		t.Errorf("malformed counter %d for %d malformed frames sent", malformed, sent)
+	}
+	if req, rep := num(fr, "requests"), num(fr, "replies"); req == 0 || rep < req*9/10 {
+		t.Errorf("%d replies to %d real requests during the flood", rep, req)
+	}
+	if p99, err := time.ParseDuration(fr["p99"]); err != nil || p99 > 250*time.Millisecond {
+		t.Errorf("p99 reply latency %s during the flood", fr["p99"])
+	}
+	for _, bad := range []string{"restarting responders", "responder stopped", "panic"} {
+		if strings.Contains(stderr.String(), bad) {
+			t.Errorf("responder log has %q:\n%s", bad, stderr.String())
+		}
+	}
+	if rssAfter > rssBefore+16*1024 {
+		t.Errorf("responder RSS grew from %d to %d KiB", rssBefore, rssAfter)
+	}
+}
+
+// rssKiB returns a process's resident set size.
+func rssKiB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	t.Fatalf("no VmRSS for %d", pid)
+	return 0
+}
+
+// lockedBuilder is a strings.Builder safe for a writer goroutine and a
+// reader.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,90 @@
+// Command kubectl-herald is Herald's kubectl plugin: installed on the PATH,
+// it runs as "kubectl herald <command>". Its commands:
+//
+//	migrate   convert MetalLB's configuration into Herald's
+//	version   print the plugin's version
+//
+// Each command is one entry of commands(), with its own flags.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/client-go/dynamic"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], env{
+		stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
+		dynamicClient: newDynamicClient,
+	})
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes.
+const (
+	exitOK = 0
+	// exitUnfaithful: the command did its work, but not everything could
+	// be carried over faithfully (see its report).
+	exitUnfaithful = 1
+	// exitUsage: bad flags, or input that cannot be read.
+	exitUsage = 2
+)
+
+// env is what a command may touch outside its arguments: the seams tests
+// replace.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// dynamicClient connects to the cluster of a kubeconfig (empty: the
+	// default loading rules, $KUBECONFIG or ~/.kube/config) and context
+	// (empty: the current one).
+	dynamicClient func(kubeconfig, context string) (dynamic.Interface, error)
+}
+
+// command is one subcommand.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, e env) int
+}
+
+func commands() []command {
+	return []command{
+		{"migrate", "convert MetalLB's configuration (custom resources or the pre-0.13 ConfigMap) into Herald's objects", runMigrate},
+		{"version", "print the plugin's version", runVersion},
+	}
+}
+
+func run(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(e.stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], e)
+		}
+	}
+	fmt.Fprintf(e.stderr, "kubectl herald: unknown command %q\n\n", args[0])
+	usage(e.stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: kubectl herald <command> [flags]")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'kubectl herald <command> -h' for a command's flags.")
+}
