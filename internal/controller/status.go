@@ -167,7 +167,6 @@ func (c *Controller) informerFor(kind string) (cache.SharedIndexInformer, string
 	}
 }
 
-
 // syncStatus writes one configuration object's status when it differs
 // from what Herald knows.
 func (c *Controller) syncStatus(ctx context.Context, ref objectRef) error {
