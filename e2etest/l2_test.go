@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/heraldlb/herald/e2etest/testbed"
@@ -27,6 +28,8 @@ type l2Bed struct {
 	*testbed.Bed
 	t          *testing.T
 	speakerBin string
+	ctrlBin    string
+	ctrl       *testbed.Process
 	speakers   map[string]*testbed.Process // node name -> running speaker
 	starts     map[string]int              // node name -> speakers started
 	macs       map[string]string           // node name -> eth0 MAC
@@ -96,14 +99,11 @@ func startL2(t *testing.T, nodes int) *l2Bed {
 	if _, err := bed.ApplyYAML(ctx, []byte(l2Config)); err != nil {
 		t.Fatal(err)
 	}
-	ctrl, err := bed.HeraldBinary(ctx, "controller")
-	if err != nil {
+	var err error
+	if b.ctrlBin, err = bed.HeraldBinary(ctx, "controller"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bed.StartProcess(ctx, "", "controller", ctrl, "--kubeconfig", bed.ControllerKubeconfig,
-		"--metrics-addr", "", "--health-addr", ""); err != nil {
-		t.Fatal(err)
-	}
+	b.startController(ctx)
 	if b.speakerBin, err = bed.HeraldBinary(ctx, "speaker"); err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +117,24 @@ func startL2(t *testing.T, nodes int) *l2Bed {
 	}
 	b.waitMembers(ctx, nodes)
 	return b
+}
+
+// startController starts (or restarts) the controller with its RBAC
+// identity.
+func (b *l2Bed) startController(ctx context.Context) {
+	b.t.Helper()
+	if b.ctrl != nil {
+		if err := b.ctrl.Stop(5 * time.Second); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+	p, err := b.StartProcess(ctx, "", fmt.Sprintf("controller-%d", b.starts["controller"]), b.ctrlBin,
+		"--kubeconfig", b.ControllerKubeconfig, "--metrics-addr", "", "--health-addr", "")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.starts["controller"]++
+	b.ctrl = p
 }
 
 // startSpeaker starts the speaker of node n with the speaker's RBAC
@@ -395,6 +413,82 @@ func TestL2(t *testing.T) {
 				t.Errorf("%s ran %v elections for one new Service", n, elections)
 			}
 		}
+	})
+
+	// A bad edit keeps the accepted spec in effect everywhere, across
+	// restarts: an edit of a live pool that would overlap another, then an
+	// IPv6 range in the wrong order (only the controller can tell), with a
+	// speaker and the controller restarted in between. Nothing changes on
+	// the wire.
+	t.Run("BadEditsKeepTheAcceptedSpec", func(t *testing.T) {
+		ips := b.service(ctx, testbed.ServiceSpec{Name: "judged", Pods: all}, 1)
+		ip := ips[0]
+		b.get(ctx, ip, 20*time.Second)
+		owner := b.waitOwner(ctx, ip)
+		accepted := getPool(t, b.Bed, "l2").GetGeneration()
+		steady := func(what string) {
+			t.Helper()
+			start := time.Now()
+			for time.Since(start) < 4*time.Second {
+				if o := b.neighbourOwner(ctx, ip); o != "" && o != owner {
+					t.Fatalf("%s: %s moved from %s to %s", what, ip, owner, o)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			b.get(ctx, ip, 5*time.Second)
+			if got := ingressIPs(getService(t, b.Bed, "default", "judged")); len(got) != 1 || got[0] != ip.String() {
+				t.Fatalf("%s: the Service's addresses are %v, want [%s]", what, got, ip)
+			}
+		}
+		judged := func(what, msg string) {
+			t.Helper()
+			waitPool(t, b.Bed, "l2", what, func(u *unstructured.Unstructured) bool {
+				gen, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+				acc, _, _ := unstructured.NestedInt64(u.Object, "status", "acceptedGeneration")
+				st, m := condition(u, "Ready")
+				return gen == u.GetGeneration() && acc == accepted && st == "False" && strings.Contains(m, msg)
+			})
+		}
+		restartOther := func() {
+			t.Helper()
+			for _, n := range b.Nodes {
+				if n.Name != owner {
+					if err := b.speakers[n.Name].Stop(5 * time.Second); err != nil {
+						t.Fatal(err)
+					}
+					b.startSpeaker(ctx, n)
+					break
+				}
+			}
+			b.waitMembers(ctx, 3)
+		}
+		l2Pool := func(addrs ...string) string {
+			return poolYAML("l2", addrs, "")
+		}
+
+		// Pool l2 gains a range inside pool zoned.
+		apply(t, b.Bed, l2Pool(`"198.18.0.200-198.18.0.229"`, `"2001:db8:18::200-2001:db8:18::229"`, `"198.18.0.235-198.18.0.236"`))
+		judged("an overlapping edit refused", `overlaps pool "zoned"`)
+		steady("after the overlapping edit")
+		restartOther()
+		b.startController(ctx)
+		steady("after a speaker and the controller restarted")
+		judged("the restarted controller judges the same", `overlaps pool "zoned"`)
+
+		// A reversed IPv6 range, then a speaker restart.
+		apply(t, b.Bed, l2Pool(`"198.18.0.200-198.18.0.229"`, `"2001:db8:18::229-2001:db8:18::200"`))
+		judged("a reversed IPv6 range refused", "greater than the last")
+		restartOther()
+		steady("after a speaker restarted with the reversed range in the spec")
+
+		// The original spec is accepted again.
+		apply(t, b.Bed, l2Pool(`"198.18.0.200-198.18.0.229"`, `"2001:db8:18::200-2001:db8:18::229"`))
+		waitPool(t, b.Bed, "l2", "accepted again", func(u *unstructured.Unstructured) bool {
+			acc, _, _ := unstructured.NestedInt64(u.Object, "status", "acceptedGeneration")
+			st, _ := condition(u, "Ready")
+			return acc == u.GetGeneration() && st == "True"
+		})
+		steady("after the fix")
 	})
 
 	t.Run("IPv6", func(t *testing.T) {
