@@ -20,6 +20,8 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
+
+	"github.com/heraldlb/herald/internal/procstat"
 )
 
 // floodEnv, when set, makes TestFloodHelper flood the interface it names
@@ -345,21 +347,14 @@ func TestFlood(t *testing.T) {
 	}
 }
 
-// rssKiB returns a process's resident set size.
+// rssKiB returns a process's resident set size in KiB.
 func rssKiB(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := procstat.RSSKiB(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			return n
-		}
-	}
-	t.Fatalf("no VmRSS for %d", pid)
-	return 0
+	return n
 }
 
 // lockedBuilder is a strings.Builder safe for a writer goroutine and a

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/heraldlb/herald/internal/procstat"
 )
 
 // floodHelperEnv, when set, makes TestFloodHelper run one member on
@@ -195,16 +197,9 @@ func TestGarbageFlood(t *testing.T) {
 // procRSS returns a process's resident set size in KiB.
 func procRSS(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := procstat.RSSKiB(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			return n
-		}
-	}
-	t.Fatalf("no VmRSS for %d", pid)
-	return 0
+	return n
 }
