@@ -101,9 +101,9 @@ type Controller struct {
 	problems map[objectRef][]config.Problem
 	// pending indexes, by namespace, the Services that wait for an address.
 	pending map[string]map[string]bool
-	// lastFailure remembers the last failure per Service, so a repeated
-	// failure is not re-announced on every sync.
-	lastFailure map[string]string
+	// reported remembers, per Service, the warnings already recorded
+	// (reason and message), so that no sync repeats one; forget drops them.
+	reported map[string]map[report]bool
 	leading     bool
 }
 
@@ -137,7 +137,7 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 		herald:      k8s.NewHeraldInformers(clients, 0),
 		problems:    map[objectRef][]config.Problem{},
 		pending:     map[string]map[string]bool{},
-		lastFailure: map[string]string{},
+		reported:    map[string]map[report]bool{},
 		svcQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
 		annQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -420,7 +420,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 
 	req, warnings, reqErr := RequestFor(svc, c.nsLabels(ns))
 	for _, w := range warnings {
-		c.recordOnce(svc, key, "alias:"+w, corev1.EventTypeWarning, ReasonDeprecatedAlias, w)
+		c.recordOnce(svc, key, ReasonDeprecatedAlias, w)
 	}
 	before, ok := c.alloc.Get(key)
 	if shown := statusAddrs(svc); !ok && len(shown) > 0 && reqErr == nil {
@@ -440,12 +440,12 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	if err != nil {
 		c.setPending(key, ns, true)
 		c.opts.Metrics.AllocationFailed(failureReason(err))
-		c.recordOnce(svc, key, err.Error(), corev1.EventTypeWarning, ReasonAllocationFailed, err.Error())
+		c.recordOnce(svc, key, ReasonAllocationFailed, err.Error())
 		// Nothing changed in the allocator: the Service keeps what it held.
 		alloc, _ = c.alloc.Get(key)
 	} else {
 		c.setPending(key, ns, false)
-		c.clearFailure(key)
+		c.clearReported(key, ReasonAllocationFailed)
 	}
 
 	if !sameIngress(svc.Status.LoadBalancer.Ingress, alloc.IPs) {
@@ -461,8 +461,10 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		c.annQueue.Add(key)
 	}
 	if alloc.OutOfPool() {
-		c.recordOnce(svc, key, "outofpool", corev1.EventTypeWarning, ReasonOutOfPool,
+		c.recordOnce(svc, key, ReasonOutOfPool,
 			fmt.Sprintf("%s is no longer in any pool; it stays assigned until the Service releases it", joinAddrs(outOfPoolAddrs(alloc))))
+	} else {
+		c.clearReported(key, ReasonOutOfPool)
 	}
 	if !slices.Equal(before.IPs, alloc.IPs) {
 		c.poolsChanged(append(before.Pools, alloc.Pools...))
@@ -624,28 +626,43 @@ func (c *Controller) setPending(key, ns string, pending bool) {
 func (c *Controller) forget(key string) {
 	ns, _, _ := cache.SplitMetaNamespaceKey(key)
 	c.setPending(key, ns, false)
-	c.clearFailure(key)
+	c.mu.Lock()
+	delete(c.reported, key)
+	c.mu.Unlock()
 }
 
-// recordOnce records an event unless the same message was the last one
-// recorded for this Service under this slot.
-func (c *Controller) recordOnce(svc *corev1.Service, key, msgKey, eventType, reason, msg string) {
+// report is one warning recorded on a Service.
+type report struct{ reason, msg string }
+
+// recordOnce records a warning event on svc unless the same reason and
+// message were already recorded for it (and not cleared since).
+func (c *Controller) recordOnce(svc *corev1.Service, key, reason, msg string) {
 	c.mu.Lock()
-	slot := key + "\x00" + reason
-	if c.lastFailure[slot] == msgKey {
+	r := report{reason, msg}
+	if c.reported[key][r] {
 		c.mu.Unlock()
 		return
 	}
-	c.lastFailure[slot] = msgKey
+	if c.reported[key] == nil {
+		c.reported[key] = map[report]bool{}
+	}
+	c.reported[key][r] = true
 	c.mu.Unlock()
-	c.recorder.Event(svc, eventType, reason, msg)
+	c.recorder.Event(svc, corev1.EventTypeWarning, reason, msg)
 }
 
-func (c *Controller) clearFailure(key string) {
+// clearReported forgets the warnings of one reason recorded for a Service,
+// so that the next one is recorded again: the condition ended.
+func (c *Controller) clearReported(key, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, r := range []string{ReasonAllocationFailed, ReasonOutOfPool} {
-		delete(c.lastFailure, key+"\x00"+r)
+	for r := range c.reported[key] {
+		if r.reason == reason {
+			delete(c.reported[key], r)
+		}
+	}
+	if len(c.reported[key]) == 0 {
+		delete(c.reported, key)
 	}
 }
 

@@ -171,3 +171,38 @@ func TestSetAccepted(t *testing.T) {
 		t.Fatal("an object with no valid version kept an accepted spec")
 	}
 }
+
+// TestWarningsRecordedOnce: a Service with two MetalLB alias annotations
+// gets each warning once, however often it is synced; so does a failure,
+// until the Service is served again.
+func TestWarningsRecordedOnce(t *testing.T) {
+	svc := lbService("a", "7")
+	svc.Annotations = map[string]string{"metallb.universe.tf/address-pool": "p", "metallb.io/allow-shared-ip": "k"}
+	f := newFixture(t, fence.Open(), svc)
+	rec := f.c.recorder.(*record.FakeRecorder)
+	for range 4 {
+		_ = f.c.syncService(context.Background(), "ns/a")
+	}
+	events := drain(rec)
+	aliases := 0
+	for _, e := range events {
+		if strings.Contains(e, ReasonDeprecatedAlias) {
+			aliases++
+		}
+	}
+	if aliases != 2 {
+		t.Fatalf("%d alias warnings after 4 syncs, want 2 (one per annotation): %q", aliases, events)
+	}
+}
+
+func drain(rec *record.FakeRecorder) []string {
+	var out []string
+	for {
+		select {
+		case e := <-rec.Events:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
