@@ -301,11 +301,7 @@ func (s *Speaker) setupInformers() error {
 			s.pend.service(key)
 		}
 	}
-	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    svcKey,
-		UpdateFunc: func(_, obj any) { svcKey(obj) },
-		DeleteFunc: svcKey,
-	}); err != nil {
+	if _, err := svcInf.Informer().AddEventHandler(k8s.Handler(svcKey, nil)); err != nil {
 		return fmt.Errorf("speaker: service handler: %w", err)
 	}
 	sliceKey := func(obj any) {
@@ -317,11 +313,7 @@ func (s *Speaker) setupInformers() error {
 			s.pend.service(k)
 		}
 	}
-	if _, err := esInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    sliceKey,
-		UpdateFunc: func(_, obj any) { sliceKey(obj) },
-		DeleteFunc: sliceKey,
-	}); err != nil {
+	if _, err := esInf.Informer().AddEventHandler(k8s.Handler(sliceKey, nil)); err != nil {
 		return fmt.Errorf("speaker: endpointslice handler: %w", err)
 	}
 	nodeKey := func(obj any) {
@@ -329,11 +321,7 @@ func (s *Speaker) setupInformers() error {
 			s.pend.node(key)
 		}
 	}
-	if _, err := nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    nodeKey,
-		UpdateFunc: func(_, obj any) { nodeKey(obj) },
-		DeleteFunc: nodeKey,
-	}); err != nil {
+	if _, err := nodeInf.Informer().AddEventHandler(k8s.Handler(nodeKey, nil)); err != nil {
 		return fmt.Errorf("speaker: node handler: %w", err)
 	}
 
@@ -370,11 +358,7 @@ func (s *Speaker) setupInformers() error {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }))
 		keyInf := s.keyFact.Core().V1().Secrets()
 		keysDirty := func(any) { s.pend.mark(func() { s.pend.keys = true }) }
-		if _, err := keyInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    keysDirty,
-			UpdateFunc: func(_, obj any) { keysDirty(obj) },
-			DeleteFunc: keysDirty,
-		}); err != nil {
+		if _, err := keyInf.Informer().AddEventHandler(k8s.Handler(keysDirty, k8s.SecretDataChanged)); err != nil {
 			return fmt.Errorf("speaker: memberlist secret handler: %w", err)
 		}
 		s.keySec = keyInf.Lister().Secrets(s.cfg.Namespace)
@@ -391,11 +375,7 @@ func (s *Speaker) setupInformers() error {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
 		podInf := s.podFact.Core().V1().Pods()
 		peersDirty := func(any) { s.pend.mark(func() { s.pend.peers = true }) }
-		if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    peersDirty,
-			UpdateFunc: func(_, obj any) { peersDirty(obj) },
-			DeleteFunc: peersDirty,
-		}); err != nil {
+		if _, err := podInf.Informer().AddEventHandler(k8s.Handler(peersDirty, nil)); err != nil {
 			return fmt.Errorf("speaker: pod handler: %w", err)
 		}
 		s.peers = &PodPeers{Pods: podInf.Lister().Pods(s.cfg.Namespace), Selector: sel, Self: s.self, Port: port}
