@@ -51,11 +51,17 @@ func SecretDataChanged(old, cur any) bool {
 }
 
 // PeerSecretRefs returns the names of the Secrets that BGPPeers in the
-// informers' cache use for their passwords.
+// informers' cache use for their passwords, in their current or their
+// accepted spec.
 func (h *HeraldInformers) PeerSecretRefs() map[string]bool {
 	refs := map[string]bool{}
 	for _, o := range h.Peers.GetStore().List() {
 		if p, ok := o.(*v1beta1.BGPPeer); ok && p.Spec.PasswordSecret != nil {
+			refs[p.Spec.PasswordSecret.Name] = true
+		}
+	}
+	for _, p := range acceptedAs[v1beta1.BGPPeer](h.Peers) {
+		if p.Spec.PasswordSecret != nil {
 			refs[p.Spec.PasswordSecret.Name] = true
 		}
 	}
