@@ -104,7 +104,7 @@ type Controller struct {
 	// reported remembers, per Service, the warnings already recorded
 	// (reason and message), so that no sync repeats one; forget drops them.
 	reported map[string]map[report]bool
-	leading     bool
+	leading  bool
 }
 
 // objectRef names one Herald configuration object.
@@ -129,15 +129,15 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 		opts.Fence = fence.Open()
 	}
 	c := &Controller{
-		opts:        opts,
-		log:         opts.Logger,
-		clients:     clients,
-		recorder:    recorder,
-		alloc:       allocator.New(),
-		herald:      k8s.NewHeraldInformers(clients, 0),
-		problems:    map[objectRef][]config.Problem{},
-		pending:     map[string]map[string]bool{},
-		reported:    map[string]map[report]bool{},
+		opts:     opts,
+		log:      opts.Logger,
+		clients:  clients,
+		recorder: recorder,
+		alloc:    allocator.New(),
+		herald:   k8s.NewHeraldInformers(clients, 0),
+		problems: map[objectRef][]config.Problem{},
+		pending:  map[string]map[string]bool{},
+		reported: map[string]map[report]bool{},
 		svcQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
 		annQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
