@@ -209,29 +209,7 @@ func TestFlood(t *testing.T) {
 	if os.Getenv("HERALD_LONG") != "" {
 		rate, dur = 50000, 60*time.Second
 	}
-	if routes := run(t, "ip", "route", "show", "match", "198.18.0.0/24"); strings.Contains(routes, "198.18.0.") {
-		t.Fatalf("198.18.0.0/24 is in use in the root netns:\n%s", routes)
-	}
-	prefix := fmt.Sprintf("hlf%d-", os.Getpid())
-	nsA, nsB := prefix+"a", prefix+"b"
-	vethA, vethB := prefix+"va", prefix+"vb"
-	for _, ns := range []string{nsA, nsB} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run(t, "ip", "link", "add", vethA, "netns", nsA, "type", "veth", "peer", "name", vethB, "netns", nsB)
-	run(t, "ip", "-n", nsA, "addr", "add", "198.18.0.1/24", "dev", vethA)
-	run(t, "ip", "-n", nsB, "addr", "add", "198.18.0.2/24", "dev", vethB)
-	run(t, "ip", "-n", nsA, "link", "set", vethA, "up")
-	run(t, "ip", "-n", nsB, "link", "set", vethB, "up")
-	var links []struct {
-		Address string `json:"address"`
-	}
-	if err := json.Unmarshal([]byte(run(t, "ip", "-n", nsA, "-j", "link", "show", vethA)), &links); err != nil || len(links) != 1 {
-		t.Fatalf("parse link of %s: %v", vethA, err)
-	}
+	nsA, nsB, vethB, macA := vethPair(t, "hlf", false)
 	owned := "198.18.0.200"
 
 	exe, err := os.Executable()
@@ -284,7 +262,7 @@ func TestFlood(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // let the first gratuitous burst go
 	rssBefore := rssKiB(t, resp.Process.Pid)
 
-	spec, _ := json.Marshal(floodSpec{Iface: vethB, DstMAC: links[0].Address, Owned: owned, SrcIP: "198.18.0.2", Rate: rate, Duration: dur})
+	spec, _ := json.Marshal(floodSpec{Iface: vethB, DstMAC: macA, Owned: owned, SrcIP: "198.18.0.2", Rate: rate, Duration: dur})
 	flood := exec.Command("ip", "netns", "exec", nsB, exe, "-test.run=^TestFloodHelper$")
 	flood.Env = append(os.Environ(), floodEnv+"="+string(spec))
 	out, err := flood.CombinedOutput()

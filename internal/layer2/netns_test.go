@@ -72,25 +72,19 @@ func run(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// TestNetns runs the announcer in netns A and checks, from netns B on the
-// same veth, that the kernel resolves the announced IPs to A's MAC.
-func TestNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	for _, tool := range []string{"ip", "bash"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
-	// Only the test's own namespaces get addresses, but refuse to run if
-	// the host already routes the range, to avoid any confusion.
+// vethPair makes two namespaces joined by a veth, A at 198.18.0.1 and B at
+// 198.18.0.2 (and 2001:db8::1 and ::2 with v6), removed when the test ends,
+// and returns their names, B's link name and A's MAC. It refuses to run if
+// the root namespace routes 198.18.0.0/24, to avoid any confusion.
+func vethPair(t *testing.T, tag string, v6 bool) (nsA, nsB, vethB, macA string) {
+	t.Helper()
 	if routes := run(t, "ip", "route", "show", "match", "198.18.0.0/24"); strings.Contains(routes, "198.18.0.") {
 		t.Fatalf("198.18.0.0/24 is in use in the root netns:\n%s", routes)
 	}
-	prefix := fmt.Sprintf("hlt%d-", os.Getpid())
-	nsA, nsB := prefix+"a", prefix+"b"
-	vethA, vethB := prefix+"va", prefix+"vb"
+	prefix := fmt.Sprintf("%s%d-", tag, os.Getpid())
+	nsA, nsB = prefix+"a", prefix+"b"
+	vethA := prefix + "va"
+	vethB = prefix + "vb"
 	for _, ns := range []string{nsA, nsB} {
 		run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
@@ -102,19 +96,36 @@ func TestNetns(t *testing.T) {
 	// The global address comes before the link-local one on A: NDP must
 	// still find the link-local address.
 	run(t, "ip", "-n", nsA, "addr", "add", "198.18.0.1/24", "dev", vethA)
-	run(t, "ip", "-n", nsA, "addr", "add", "2001:db8::1/64", "dev", vethA, "nodad")
+	if v6 {
+		run(t, "ip", "-n", nsA, "addr", "add", "2001:db8::1/64", "dev", vethA, "nodad")
+	}
 	run(t, "ip", "-n", nsB, "addr", "add", "198.18.0.2/24", "dev", vethB)
-	run(t, "ip", "-n", nsB, "addr", "add", "2001:db8::2/64", "dev", vethB, "nodad")
+	if v6 {
+		run(t, "ip", "-n", nsB, "addr", "add", "2001:db8::2/64", "dev", vethB, "nodad")
+	}
 	run(t, "ip", "-n", nsA, "link", "set", vethA, "up")
 	run(t, "ip", "-n", nsB, "link", "set", vethB, "up")
-
 	var links []struct {
 		Address string `json:"address"`
 	}
 	if err := json.Unmarshal([]byte(run(t, "ip", "-n", nsA, "-j", "link", "show", vethA)), &links); err != nil || len(links) != 1 {
 		t.Fatalf("parse link of %s: %v", vethA, err)
 	}
-	macA := links[0].Address
+	return nsA, nsB, vethB, links[0].Address
+}
+
+// TestNetns runs the announcer in netns A and checks, from netns B on the
+// same veth, that the kernel resolves the announced IPs to A's MAC.
+func TestNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, tool := range []string{"ip", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	nsA, nsB, vethB, macA := vethPair(t, "hlt", true)
 
 	v4, v6 := "198.18.0.200", "2001:db8::200"
 	exe, err := os.Executable()
