@@ -91,7 +91,7 @@ func (m *bgpMode) wake() {
 // configuration or this node changed). Everything is pushed at once.
 func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged bool) {
 	m := s.bgp
-	if m == nil || s.conf == nil {
+	if m == nil || s.st.Config() == nil {
 		return
 	}
 	all := cfgChanged
@@ -105,14 +105,14 @@ func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged 
 		return // our Node object is not known yet: no router ID, no labels
 	}
 	if all {
-		s.bgpSetPeers(ctx, PlanPeers(s.conf, m.node))
+		s.bgpSetPeers(ctx, PlanPeers(s.st.Config(), m.node))
 		for key := range m.keyAds {
-			if _, ok := s.keyMembers[key]; !ok {
+			if !s.st.HasKey(key) {
 				delete(m.keyAds, key)
 				m.adsDirty = true
 			}
 		}
-		for key := range s.keyMembers {
+		for key := range s.st.GroupKeys() {
 			s.bgpPlanKey(key)
 		}
 	} else {
@@ -127,14 +127,14 @@ func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged 
 func (s *Speaker) bgpPlanKey(key string) {
 	m := s.bgp
 	var ads []bgp.Advertisement
-	if names := s.keyMembers[key]; len(names) > 0 {
+	if names := s.st.Members(key); len(names) > 0 {
 		members := make([]*ServiceInfo, 0, len(names))
 		for _, name := range names {
-			if info := s.infos[name]; info != nil {
+			if info := s.st.Info(name); info != nil {
 				members = append(members, info)
 			}
 		}
-		ads = PlanAdvertisements(s.conf, m.node, members)
+		ads = PlanAdvertisements(s.st.Config(), m.node, members)
 	}
 	old, had := m.keyAds[key]
 	if len(ads) == 0 {

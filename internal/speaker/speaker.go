@@ -118,13 +118,7 @@ type Speaker struct {
 	pend pending
 
 	// State below is owned by the loop goroutine.
-	conf       *config.Config
-	advs       *Advertisements
-	table      *election.Table
-	groups     *Groups
-	infos      map[string]*ServiceInfo // service name -> info
-	keyIPs     map[string][]netip.Addr // group key -> announceable IPs
-	keyMembers map[string][]string     // group key -> service names
+	st         *State
 	alive      map[string][]byte       // live member -> meta
 	announced  map[string]announcement // group key -> what this node answers
 	lastPeers  []string                // last list handed to the joiner
@@ -138,12 +132,11 @@ type Speaker struct {
 	joinedOrLeft bool
 	announcedN   [2]atomic.Int64             // IPv4, IPv6 IPs answered
 	mismatch     chan membership.KeyMismatch // from memberlist to the loop
-	// settled is false until the first attempt to join the other speakers
-	// is over (or settleTimeout passed): until then this node announces
-	// nothing in L2 mode, because alone it would elect itself for every IP
-	// and take the traffic from the real owners, as in every rolling
-	// upgrade. settleCh is closed, once, by settle.
-	settled    bool
+	// The state is not settled until the first attempt to join the other
+	// speakers is over (or settleTimeout passed): until then this node
+	// announces nothing in L2 mode, because alone it would elect itself for
+	// every IP and take the traffic from the real owners, as in every
+	// rolling upgrade. settleCh is closed, once, by settle.
 	settleCh   chan struct{}
 	settle     func()
 	keyRefused atomic.Bool // every peer refused our memberlist key
@@ -155,12 +148,6 @@ type Speaker struct {
 // settleTimeout bounds how long a speaker that cannot reach any peer waits
 // before it announces on its own.
 const settleTimeout = 5 * time.Second
-
-// announcement is what this node answers for one group key.
-type announcement struct {
-	ips    []netip.Addr
-	ifaces []string // nil: every interface
-}
 
 // pending collects what informers report until the loop handles it, so that
 // a burst of events costs one pass per object.
@@ -246,17 +233,10 @@ func New(cfg Config) (*Speaker, error) {
 		log:        log,
 		rec:        cfg.Recorder,
 		self:       cfg.NodeName,
-		table:      election.NewTable(),
-		groups:     NewGroups(),
-		infos:      make(map[string]*ServiceInfo),
-		keyIPs:     make(map[string][]netip.Addr),
-		keyMembers: make(map[string][]string),
 		alive:      make(map[string][]byte),
-		announced:  make(map[string]announcement),
 		joinCh:     make(chan []string, 1),
 		settleCh:   make(chan struct{}),
 		mismatch:   make(chan membership.KeyMismatch, 16),
-		advs:       NewAdvertisements(nil),
 		pend: pending{
 			services: make(map[string]struct{}),
 			nodes:    make(map[string]struct{}),
@@ -264,6 +244,7 @@ func New(cfg Config) (*Speaker, error) {
 		},
 	}
 	s.settle = sync.OnceFunc(func() { close(s.settleCh) })
+	s.st = NewState(cfg.NodeName, func() { s.elections.Add(1) })
 	if !cfg.BGP.Disabled {
 		s.bgp = newBGPMode(cfg.BGP)
 	}
@@ -730,11 +711,8 @@ func (s *Speaker) applyMember(ev membership.Event, changed map[string]bool) {
 // membership.
 func (s *Speaker) applySettled() {
 	keys := s.drainMembers(map[string]bool{})
-	s.settled = true
+	s.st.Settle(keys)
 	s.joinedOrLeft = false // everything is announced afresh below
-	for k := range s.keyIPs {
-		keys[k] = true
-	}
 	s.log.Info("membership settled", slog.Int("members", len(s.alive)))
 	s.reconcile(keys)
 }
@@ -765,23 +743,14 @@ drain:
 // syncNode makes the table's candidate match memberlist and the Node
 // object, adding the keys whose owner changed to keys.
 func (s *Speaker) syncNode(name string, keys map[string]bool) {
-	meta, alive := s.alive[name]
-	n, err := s.nodes.Get(name)
-	var changes []election.Change
-	if !alive || err != nil {
-		if _, ok := s.table.Node(name); ok {
-			changes = s.table.RemoveNode(name)
+	var cand *election.Node
+	if meta, alive := s.alive[name]; alive {
+		if n, err := s.nodes.Get(name); err == nil {
+			c := NodeOf(n, DecodeMeta(meta))
+			cand = &c
 		}
-	} else {
-		cand := NodeOf(n, DecodeMeta(meta))
-		if old, ok := s.table.Node(name); ok && sameNode(old, cand) {
-			return
-		}
-		changes = s.table.SetNode(cand)
 	}
-	for _, c := range changes {
-		keys[c.Key] = true
-	}
+	s.st.SetNode(name, cand, keys)
 }
 
 // process handles what the informers reported.
@@ -817,8 +786,8 @@ func (s *Speaker) process(ctx context.Context) {
 	}
 }
 
-// rebuildConfig takes a new configuration snapshot and re-elects every
-// group once. The snapshot is built from the specs that the leading
+// rebuildConfig takes a new configuration snapshot and re-elects the groups
+// it touches. The snapshot is built from the specs that the leading
 // controller accepted, never re-judged here: every speaker, restarted or
 // not, builds the same one from the same API state.
 func (s *Speaker) rebuildConfig(keys map[string]bool) {
@@ -839,19 +808,14 @@ func (s *Speaker) rebuildConfig(keys map[string]bool) {
 	for _, p := range problems {
 		s.log.Debug("configuration problem", slog.String("problem", p.Error()))
 	}
-	s.conf = cfg
-	s.advs = NewAdvertisements(cfg)
+	s.st.SetConfig(cfg, keys)
 	s.log.Info("configuration loaded", slog.Int("pools", len(cfg.Pools)), slog.Int("l2Advertisements", len(cfg.L2Advertisements)),
 		slog.Int("bgpAdvertisements", len(cfg.BGPAdvertisements)), slog.Int("bgpPeers", len(cfg.Peers)))
-	for key := range s.keyMembers {
-		s.elect(key, keys)
-	}
 }
 
 // syncService re-reads one Service and re-elects the groups it was and is in.
 func (s *Speaker) syncService(name string, keys map[string]bool) {
-	var ips []netip.Addr
-	delete(s.infos, name)
+	var info *ServiceInfo
 	if svc, err := s.serviceByKey(name); err == nil {
 		var eps []*discoveryv1.EndpointSlice
 		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
@@ -860,24 +824,11 @@ func (s *Speaker) syncService(name string, keys map[string]bool) {
 				eps = append(eps, o.(*discoveryv1.EndpointSlice))
 			}
 		}
-		if info, ok := ServiceInfoOf(svc, eps, s.cfg.LBClass); ok {
-			s.infos[name] = &info
-			ips = info.IPs
+		if in, ok := ServiceInfoOf(svc, eps, s.cfg.LBClass); ok {
+			info = &in
 		}
 	}
-	touched, gone := s.groups.Set(name, ips)
-	for _, key := range gone {
-		delete(s.keyMembers, key)
-		delete(s.keyIPs, key)
-		for _, c := range s.table.RemoveService(key) {
-			keys[c.Key] = true
-		}
-		keys[key] = true
-	}
-	for _, g := range touched {
-		s.keyMembers[g.Key] = g.Members
-		s.elect(g.Key, keys)
-	}
+	s.st.SetService(name, info, keys)
 }
 
 func (s *Speaker) serviceByKey(key string) (*corev1.Service, error) {
@@ -888,84 +839,23 @@ func (s *Speaker) serviceByKey(key string) (*corev1.Service, error) {
 	return s.services.Services(ns).Get(name)
 }
 
-// elect rebuilds the election input of one group and re-elects it.
-func (s *Speaker) elect(key string, keys map[string]bool) {
-	members := make([]*ServiceInfo, 0, len(s.keyMembers[key]))
-	for _, m := range s.keyMembers[key] {
-		if info := s.infos[m]; info != nil {
-			members = append(members, info)
-		}
-	}
-	s.elections.Add(1)
-	svc, ips := s.advs.Elect(key, members)
-	s.keyIPs[key] = ips
-	s.table.SetService(svc)
-	// The IPs or interfaces may change without the owner changing.
-	keys[key] = true
-}
-
 // reconcile makes the announcer answer for exactly the IPs of the given
-// keys that this node owns: withdrawals first, so that an IP moving between
-// keys ends up announced.
+// keys that this node owns, as the state decides.
 func (s *Speaker) reconcile(keys map[string]bool) {
-	if len(keys) == 0 {
-		return
+	plan := s.st.Reconcile(keys)
+	for _, ip := range plan.Withdraw {
+		s.announcer.Withdraw(ip)
+		s.countIP(ip, -1)
 	}
-	self, selfOK := s.table.Node(s.self)
-	type step struct {
-		key       string
-		want      announcement
-		have      announcement
-		owned     bool
-		wasActive bool
-	}
-	var steps []step
-	for key := range keys {
-		st := step{key: key, have: s.announced[key]}
-		st.wasActive = len(st.have.ips) > 0
-		if owner, ok := s.table.Owner(key); ok && owner == s.self && selfOK && s.settled && len(s.keyIPs[key]) > 0 {
-			svc, _ := s.table.Service(key)
-			names, all := svc.Interfaces(&self)
-			if !all {
-				if names == nil {
-					names = []string{}
-				}
-				st.want.ifaces = names
-			}
-			st.want.ips = s.keyIPs[key]
-			st.owned = true
-		}
-		steps = append(steps, st)
-	}
-	slices.SortFunc(steps, func(a, b step) int { return strings.Compare(a.key, b.key) })
-	for _, st := range steps {
-		for _, ip := range st.have.ips {
-			if !slices.Contains(st.want.ips, ip) {
-				s.announcer.Withdraw(ip)
-				s.countIP(ip, -1)
-			}
+	for _, a := range plan.Announce {
+		s.announcer.Announce(a.IP, a.Interfaces)
+		if a.New {
+			s.countIP(a.IP, 1)
+			s.announceEvent(a.Key, a.IP, a.Interfaces)
 		}
 	}
-	for _, st := range steps {
-		for _, ip := range st.want.ips {
-			had := slices.Contains(st.have.ips, ip)
-			if had && slices.Equal(st.have.ifaces, st.want.ifaces) && (st.have.ifaces == nil) == (st.want.ifaces == nil) {
-				continue
-			}
-			s.announcer.Announce(ip, st.want.ifaces)
-			if !had {
-				s.countIP(ip, 1)
-				s.announceEvent(st.key, ip, st.want.ifaces)
-			}
-		}
-		if st.owned {
-			s.announced[st.key] = st.want
-		} else {
-			delete(s.announced, st.key)
-			if st.wasActive {
-				s.withdrawEvent(st.key, st.have.ips)
-			}
-		}
+	for _, st := range plan.Stopped {
+		s.withdrawEvent(st)
 	}
 }
 
@@ -1000,20 +890,19 @@ func (s *Speaker) announceEvent(key string, ip netip.Addr, want []string) {
 	s.serviceEvents(key, corev1.EventTypeNormal, ReasonAnnouncing, msg)
 }
 
-func (s *Speaker) withdrawEvent(key string, ips []netip.Addr) {
-	owner, ok := s.table.Owner(key)
+func (s *Speaker) withdrawEvent(st Stopped) {
+	key := st.Key
 	next := "no node is eligible now"
-	if ok {
-		next = "node " + owner + " takes over"
+	if st.Next != "" {
+		next = "node " + st.Next + " takes over"
 	}
-	strs := make([]string, len(ips))
-	for i, ip := range ips {
+	strs := make([]string, len(st.IPs))
+	for i, ip := range st.IPs {
 		strs[i] = ip.String()
 	}
 	msg := fmt.Sprintf("node %s stopped announcing %s; %s", s.self, strings.Join(strs, ","), next)
 	s.log.Info("withdrawn", slog.String("key", key), slog.Any("ips", strs), slog.String("next", next))
-	members := s.keyMembers[key]
-	if len(members) == 0 {
+	if len(s.st.Members(key)) == 0 {
 		return // the Services are gone or lost their IPs: nobody to tell
 	}
 	s.serviceEvents(key, corev1.EventTypeNormal, ReasonWithdrawn, msg)
@@ -1023,7 +912,7 @@ func (s *Speaker) serviceEvents(key, typ, reason, msg string) {
 	if s.rec == nil {
 		return
 	}
-	for _, name := range s.keyMembers[key] {
+	for _, name := range s.st.Members(key) {
 		if svc, err := s.serviceByKey(name); err == nil {
 			s.rec.Event(svc, typ, reason, msg)
 		}
