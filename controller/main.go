@@ -70,7 +70,7 @@ func run() error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	log.Info("starting", "version", version.Version, "lbClass", *lbClass, "leaderElect", *leaderElect)
+	log.Info("starting", slog.String("version", version.Version), slog.String("lbClass", *lbClass), slog.Bool("leaderElect", *leaderElect))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -138,7 +138,7 @@ func serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler, p
 	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server", "addr", addr, "error", err)
+			log.Error("http server", slog.String("addr", addr), slog.Any("error", err))
 		}
 	}()
 	go func() {

@@ -229,7 +229,7 @@ func (c *Controller) Lead(ctx context.Context) {
 	c.rebuildConfig()
 	n, err := c.restore(ctx)
 	for err != nil {
-		c.log.Error("restore assignments: retrying", "error", err)
+		c.log.Error("restore assignments: retrying", slog.Any("error", err))
 		select {
 		case <-ctx.Done():
 			return
@@ -240,12 +240,12 @@ func (c *Controller) Lead(ctx context.Context) {
 	c.mu.Lock()
 	c.leading = true
 	c.mu.Unlock()
-	c.log.Info("restored existing assignments", "services", n, "duration", time.Since(start))
+	c.log.Info("restored existing assignments", slog.Int("services", n), slog.Duration("duration", time.Since(start)))
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := c.ensureMemberlistSecret(ctx); err != nil {
-			c.log.Error("memberlist secret", "error", err)
+			c.log.Error("memberlist secret", slog.Any("error", err))
 		}
 	})
 	run := func(n int, f func(context.Context) bool) {
@@ -350,7 +350,7 @@ func (c *Controller) restore(ctx context.Context) (int, error) {
 		if _, err := c.alloc.Assign(c.shareRequest(svc), addrs); err != nil {
 			// Another, older Service holds the address: this one gets a new
 			// one when its sync runs.
-			c.log.Warn("cannot restore assignment", "service", svc.Namespace+"/"+svc.Name, "ips", addrs, "error", err)
+			c.log.Warn("cannot restore assignment", slog.String("service", svc.Namespace+"/"+svc.Name), slog.Any("ips", addrs), slog.Any("error", err))
 			c.recorder.Eventf(svc, corev1.EventTypeWarning, ReasonAllocationFailed, "cannot keep %v: %v", addrs, err)
 			continue
 		}
@@ -386,7 +386,7 @@ func (c *Controller) processService(ctx context.Context) bool {
 	err := c.syncService(ctx, key)
 	c.opts.Metrics.ObserveReconcile(time.Since(start), err)
 	if err != nil {
-		c.log.Debug("sync service", "service", key, "error", err)
+		c.log.Debug("sync service", slog.String("service", key), slog.Any("error", err))
 		c.svcQueue.AddRateLimited(key)
 		return true
 	}
@@ -406,7 +406,7 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		if held, ok := c.alloc.Get(key); ok {
 			c.alloc.Release(key)
 			c.poolsChanged(held.Pools)
-			c.log.Info("released", "service", key, "ips", held.IPs)
+			c.log.Info("released", slog.String("service", key), slog.Any("ips", held.IPs))
 		}
 		return nil
 	}
@@ -488,7 +488,7 @@ func (c *Controller) processAnnotation(ctx context.Context) bool {
 	}
 	defer c.annQueue.Done(key)
 	if err := c.syncAnnotation(ctx, key); err != nil {
-		c.log.Debug("sync annotation", "service", key, "error", err)
+		c.log.Debug("sync annotation", slog.String("service", key), slog.Any("error", err))
 		c.annQueue.AddRateLimited(key)
 		return true
 	}
@@ -698,7 +698,7 @@ func (c *Controller) ensureMemberlistSecret(ctx context.Context) error {
 		return nil
 	}
 	if err == nil {
-		c.log.Info("created the memberlist secret", "namespace", c.opts.Namespace, "name", MemberlistSecretName)
+		c.log.Info("created the memberlist secret", slog.String("namespace", c.opts.Namespace), slog.String("name", MemberlistSecretName))
 	}
 	return err
 }

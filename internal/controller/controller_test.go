@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -204,5 +205,110 @@ func drain(rec *record.FakeRecorder) []string {
 		default:
 			return out
 		}
+	}
+}
+
+// statusIPs returns the addresses of the last status patch of each Service.
+func statusIPs(t *testing.T, kube *fake.Clientset) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, p := range patches(kube) {
+		if p.GetSubresource() != "status" {
+			continue
+		}
+		var body struct {
+			Status corev1.ServiceStatus `json:"status"`
+		}
+		if err := json.Unmarshal(p.GetPatch(), &body); err != nil {
+			t.Fatal(err)
+		}
+		var ips []string
+		for _, in := range body.Status.LoadBalancer.Ingress {
+			ips = append(ips, in.IP)
+		}
+		out[p.GetName()] = strings.Join(ips, ",")
+	}
+	return out
+}
+
+// TestRelease: a deleted Service's address goes back to the pool, and the
+// Service that waited for one gets it.
+func TestRelease(t *testing.T) {
+	ctx := context.Background()
+	names := []string{"a", "b", "c", "d", "e"}
+	var objs []runtime.Object
+	for _, n := range names {
+		objs = append(objs, lbService(n, "1"))
+	}
+	f := newFixture(t, fence.Open(), objs...)
+	for _, n := range names {
+		_ = f.c.syncService(ctx, "ns/"+n)
+	}
+	got := statusIPs(t, f.kube)
+	if len(got) != 4 || got["e"] != "" {
+		t.Fatalf("a pool of 4 addresses gave %v; e must wait", got)
+	}
+	freed := got["a"]
+	store := f.c.factory.Core().V1().Services().Informer().GetIndexer()
+	if err := store.Delete(lbService("a", "1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.syncService(ctx, "ns/a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.syncService(ctx, "ns/e"); err != nil {
+		t.Fatal(err)
+	}
+	if got := statusIPs(t, f.kube); got["e"] != freed {
+		t.Fatalf("after a was deleted, e got %q, want a's %s", got["e"], freed)
+	}
+}
+
+// TestRestore: a new leader loads the addresses that Services show, oldest
+// Service first; a younger Service that shows the same address is moved,
+// and nobody else is given a restored address.
+func TestRestore(t *testing.T) {
+	ctx := context.Background()
+	aged := func(s *corev1.Service, age time.Duration) *corev1.Service {
+		s.CreationTimestamp = metav1.NewTime(time.Now().Add(-age))
+		return s
+	}
+	old := aged(lbService("old", "1", "203.0.113.1"), time.Hour)
+	dup := aged(lbService("dup", "2", "203.0.113.1"), time.Minute)
+	other := aged(lbService("other", "3", "203.0.113.2"), time.Minute)
+	fresh := aged(lbService("fresh", "4"), time.Second)
+	f := newFixture(t, fence.Open())
+	store := f.c.factory.Core().V1().Services().Informer().GetIndexer()
+	for _, s := range []*corev1.Service{old, dup, other, fresh} {
+		if _, err := f.kube.CoreV1().Services(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := f.c.restore(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("restore: %d assignments, err %v; want 2 (old and other)", n, err)
+	}
+	for _, k := range []string{"ns/fresh", "ns/dup", "ns/old", "ns/other"} {
+		if err := f.c.syncService(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := statusIPs(t, f.kube)
+	if ip, ok := got["old"]; ok && ip != "203.0.113.1" {
+		t.Errorf("the oldest Service lost its address: %v", got)
+	}
+	if ip, ok := got["other"]; ok && ip != "203.0.113.2" {
+		t.Errorf("a restored Service lost its address: %v", got)
+	}
+	for _, k := range []string{"fresh", "dup"} {
+		if ip := got[k]; ip == "" || ip == "203.0.113.1" || ip == "203.0.113.2" {
+			t.Errorf("%s got %q: it must get a free address", k, ip)
+		}
+	}
+	if got["fresh"] == got["dup"] {
+		t.Errorf("fresh and dup both got %s", got["dup"])
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 
@@ -73,7 +74,7 @@ func (c *Controller) rebuildConfig() {
 		if sameProblems(oldProblems[ref], ps) {
 			continue
 		}
-		c.log.Warn("configuration problem", "kind", ref.kind, "name", ref.name, "problems", problemStrings(ps))
+		c.log.Warn("configuration problem", slog.String("kind", ref.kind), slog.String("name", ref.name), slog.Any("problems", problemStrings(ps)))
 		inf, _ := c.informerFor(ref.kind)
 		if obj, ok, _ := inf.GetStore().GetByKey(ref.name); ok {
 			for _, p := range ps {
@@ -120,7 +121,7 @@ func (c *Controller) processConfig(ctx context.Context) bool {
 	defer c.configQueue.Done(key)
 	if key == secretKey {
 		if err := c.ensureMemberlistSecret(ctx); err != nil {
-			c.log.Error("memberlist secret", "error", err)
+			c.log.Error("memberlist secret", slog.Any("error", err))
 			c.configQueue.AddRateLimited(key)
 			return true
 		}
@@ -140,7 +141,7 @@ func (c *Controller) processStatus(ctx context.Context) bool {
 	defer c.statusQueue.Done(ref)
 	if err := c.syncStatus(ctx, ref); err != nil {
 		if !apierrors.IsNotFound(err) {
-			c.log.Debug("sync status", "kind", ref.kind, "name", ref.name, "error", err)
+			c.log.Debug("sync status", slog.String("kind", ref.kind), slog.String("name", ref.name), slog.Any("error", err))
 			c.statusQueue.AddRateLimited(ref)
 			return true
 		}

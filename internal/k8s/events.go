@@ -15,8 +15,8 @@ func NewRecorder(ctx context.Context, c *Clients, component, host string, log *s
 	b := record.NewBroadcaster(record.WithContext(ctx))
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.Kube.CoreV1().Events("")})
 	b.StartEventWatcher(func(e *corev1.Event) {
-		log.Debug("event", "object", e.InvolvedObject.Kind+"/"+e.InvolvedObject.Namespace+"/"+e.InvolvedObject.Name,
-			"type", e.Type, "reason", e.Reason, "message", e.Message)
+		log.Debug("event", slog.String("object", e.InvolvedObject.Kind+"/"+e.InvolvedObject.Namespace+"/"+e.InvolvedObject.Name),
+			slog.String("type", e.Type), slog.String("reason", e.Reason), slog.String("message", e.Message))
 	})
 	go func() {
 		<-ctx.Done()

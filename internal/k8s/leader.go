@@ -80,7 +80,7 @@ func RunAsLeader(ctx context.Context, c *Clients, cfg LeaderConfig, log *slog.Lo
 		Name:            cfg.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
-				log.Info("became leader", "identity", cfg.Identity)
+				log.Info("became leader", slog.String("identity", cfg.Identity))
 				ctx, cancelLead := context.WithCancel(ctx)
 				defer cancelLead()
 				go cfg.Fence.Watch(ctx)
@@ -88,7 +88,7 @@ func RunAsLeader(ctx context.Context, c *Clients, cfg LeaderConfig, log *slog.Lo
 					select {
 					case <-cfg.Fence.Lapsed():
 						log.Warn("lease lapsed by this replica's clock (paused, or renewals stalled): stopping all writes and exiting",
-							"identity", cfg.Identity)
+							slog.String("identity", cfg.Identity))
 						close(lapsed)
 						cancelLead()
 						cancel()
@@ -102,11 +102,11 @@ func RunAsLeader(ctx context.Context, c *Clients, cfg LeaderConfig, log *slog.Lo
 				if ctx.Err() == nil {
 					lost = true
 				}
-				log.Info("stopped leading", "identity", cfg.Identity)
+				log.Info("stopped leading", slog.String("identity", cfg.Identity))
 			},
 			OnNewLeader: func(id string) {
 				if id != cfg.Identity {
-					log.Info("standing by", "leader", id)
+					log.Info("standing by", slog.String("leader", id))
 				}
 			},
 		},

@@ -84,7 +84,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ipvs = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.ipvs, prometheus.GaugeValue, ipvs)
-	st := c.s.Announcer().Stats()
+	st := c.s.announcer.Stats()
 	rejected, rotations := c.s.MemberlistRejected()
 	for _, m := range []struct {
 		d *prometheus.Desc

@@ -96,7 +96,7 @@ type Speaker struct {
 	rec  record.EventRecorder
 	self string
 
-	announcer *layer2.Announcer
+	announcer announcer
 	cluster   atomic.Pointer[membership.Cluster]
 	ready     atomic.Bool
 	ipvsWarn  atomic.Bool
@@ -257,8 +257,16 @@ func New(cfg Config) (*Speaker, error) {
 	return s, nil
 }
 
-// Announcer returns the speaker's announcer, for its counters.
-func (s *Speaker) Announcer() *layer2.Announcer { return s.announcer }
+// announcer answers ARP and NDP for the IPs it is given: the layer 2 edge
+// (a [layer2.Announcer], or a fake in tests).
+type announcer interface {
+	Run(ctx context.Context) error
+	Announce(ip netip.Addr, interfaces []string)
+	Withdraw(ip netip.Addr)
+	Reannounce()
+	Interfaces(ip netip.Addr) []string
+	Stats() *layer2.Stats
+}
 
 // Ready reports whether the speaker has synced its caches and joined the
 // memberlist: it then answers for what it owns.
@@ -720,9 +728,12 @@ func (s *Speaker) applySettled() {
 // drainMembers applies every queued membership event, adding the nodes to
 // changed, and returns the group keys whose owner changed.
 func (s *Speaker) drainMembers(changed map[string]bool) map[string]bool {
-	events := s.cluster.Load().Events()
+	var events <-chan membership.Event
+	if c := s.cluster.Load(); c != nil {
+		events = c.Events()
+	}
 drain:
-	for {
+	for events != nil {
 		select {
 		case ev, ok := <-events:
 			if !ok {
