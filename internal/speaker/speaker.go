@@ -118,15 +118,15 @@ type Speaker struct {
 	pend pending
 
 	// State below is owned by the loop goroutine.
-	st         *State
-	alive      map[string][]byte       // live member -> meta
-	announced  map[string]announcement // group key -> what this node answers
-	lastPeers  []string                // last list handed to the joiner
-	joinCh     chan []string           // to the joiner
-	ownIfaces  []string                // interfaces published in meta
-	metaSet    bool                    // ownIfaces were published
-	pubKeys    membership.KeyState     // key state published in meta
-	keyWarned  bool                    // the Secret's absence was logged
+	st        *State
+	alive     map[string][]byte       // live member -> meta
+	announced map[string]announcement // group key -> what this node answers
+	lastPeers []string                // last list handed to the joiner
+	joinCh    chan []string           // to the joiner
+	ownIfaces []string                // interfaces published in meta
+	metaSet   bool                    // ownIfaces were published
+	pubKeys   membership.KeyState     // key state published in meta
+	keyWarned bool                    // the Secret's absence was logged
 	// joinedOrLeft is set when a member other than this one joined or
 	// left, until the owned IPs are announced again.
 	joinedOrLeft bool
@@ -229,14 +229,14 @@ func New(cfg Config) (*Speaker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Speaker{
-		cfg:        cfg,
-		log:        log,
-		rec:        cfg.Recorder,
-		self:       cfg.NodeName,
-		alive:      make(map[string][]byte),
-		joinCh:     make(chan []string, 1),
-		settleCh:   make(chan struct{}),
-		mismatch:   make(chan membership.KeyMismatch, 16),
+		cfg:      cfg,
+		log:      log,
+		rec:      cfg.Recorder,
+		self:     cfg.NodeName,
+		alive:    make(map[string][]byte),
+		joinCh:   make(chan []string, 1),
+		settleCh: make(chan struct{}),
+		mismatch: make(chan membership.KeyMismatch, 16),
 		pend: pending{
 			services: make(map[string]struct{}),
 			nodes:    make(map[string]struct{}),

@@ -284,7 +284,9 @@ type Stopped struct {
 }
 
 // Empty reports whether the plan does nothing.
-func (p Plan) Empty() bool { return len(p.Withdraw) == 0 && len(p.Announce) == 0 && len(p.Stopped) == 0 }
+func (p Plan) Empty() bool {
+	return len(p.Withdraw) == 0 && len(p.Announce) == 0 && len(p.Stopped) == 0
+}
 
 // Reconcile returns what to change so that this node answers for exactly
 // the IPs of the given keys that it owns, and records it as done.
