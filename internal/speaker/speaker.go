@@ -119,14 +119,13 @@ type Speaker struct {
 
 	// State below is owned by the loop goroutine.
 	st        *State
-	alive     map[string][]byte       // live member -> meta
-	announced map[string]announcement // group key -> what this node answers
-	lastPeers []string                // last list handed to the joiner
-	joinCh    chan []string           // to the joiner
-	ownIfaces []string                // interfaces published in meta
-	metaSet   bool                    // ownIfaces were published
-	pubKeys   membership.KeyState     // key state published in meta
-	keyWarned bool                    // the Secret's absence was logged
+	alive     map[string][]byte   // live member -> meta
+	lastPeers []string            // last list handed to the joiner
+	joinCh    chan []string       // to the joiner
+	ownIfaces []string            // interfaces published in meta
+	metaSet   bool                // ownIfaces were published
+	pubKeys   membership.KeyState // key state published in meta
+	keyWarned bool                // the Secret's absence was logged
 	// joinedOrLeft is set when a member other than this one joined or
 	// left, until the owned IPs are announced again.
 	joinedOrLeft bool
