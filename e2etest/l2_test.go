@@ -153,6 +153,12 @@ func (b *l2Bed) startSpeaker(ctx context.Context, n *testbed.Node, extra ...stri
 
 // metrics reads one speaker's metrics as name{labels} -> value.
 func (b *l2Bed) metrics(ctx context.Context, n *testbed.Node) (map[string]float64, error) {
+	return speakerMetrics(ctx, n)
+}
+
+// speakerMetrics reads the metrics of the speaker on n (on :7472) as
+// name{labels} -> value.
+func speakerMetrics(ctx context.Context, n *testbed.Node) (map[string]float64, error) {
 	out, err := n.Output(ctx, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:7472/metrics")
 	if err != nil {
 		return nil, err

@@ -65,6 +65,77 @@ func BenchmarkSpeakerScale(b *testing.B) {
 	}
 }
 
+// BenchmarkSpeakerBurst measures the work of each speaker when, on a
+// 3-node bed where the speakers announce 5,000 Services (or
+// HERALD_BENCH_SERVICES), 500 more are allocated in one burst: the
+// configuration rebuilds (the pool-status echoes must cost none) and the
+// elections (each new Service costs its own key's, not a re-election of
+// every key). Run it with `make bench-e2e` (root).
+func BenchmarkSpeakerBurst(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the test bed needs root")
+	}
+	n, burst := 5000, 500
+	if v, err := strconv.Atoi(os.Getenv("HERALD_BENCH_SERVICES")); err == nil && v > 0 {
+		n = v
+	}
+	bed := testbed.Start(b, testbed.Options{Nodes: 3, PodsPerNode: 1})
+	ctx := context.Background()
+	if _, err := bed.ApplyCRDs(ctx); err != nil {
+		b.Fatal(err)
+	}
+	apply(b, bed, poolYAML("burst", []string{"198.18.64.0/18"}, "  serviceAllocation: {namespaces: [burst]}\n")+
+		"---\napiVersion: herald.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: burst}\nspec: {ipAddressPools: [burst]}\n")
+	startController(b, bed, "controller")
+	speakerBin, err := bed.HeraldBinary(ctx, "speaker")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, node := range bed.Nodes {
+		if _, err := node.Start(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
+			"--metrics-addr", ":7472", "--health-addr", ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// work returns each speaker's rebuilds and elections once the speakers
+	// together announce want IPs.
+	work := func(want int) map[string][2]float64 {
+		b.Helper()
+		out := map[string][2]float64{}
+		eventually(b, 10*time.Minute, fmt.Sprintf("the speakers announce %d IPs", want), func() (bool, string) {
+			total := 0.0
+			for _, node := range bed.Nodes {
+				m, err := speakerMetrics(ctx, node)
+				if err != nil {
+					return false, err.Error()
+				}
+				total += m[`herald_layer2_announced_ips{protocol="arp"}`]
+				out[node.Name] = [2]float64{m["herald_config_rebuilds_total"], m["herald_elections_total"]}
+			}
+			return total == float64(want), fmt.Sprintf("%v announced", total)
+		})
+		return out
+	}
+	for b.Loop() {
+		createBacklog(b, bed, "burst", n, nil)
+		before := work(n)
+		start := time.Now()
+		createBacklog(b, bed, "burst", n+burst, nil)
+		after := work(n + burst)
+		took := time.Since(start)
+		maxRebuilds, maxElections := 0.0, 0.0
+		for _, node := range bed.Nodes {
+			r, e := after[node.Name][0]-before[node.Name][0], after[node.Name][1]-before[node.Name][1]
+			b.Logf("%s: %v configuration rebuilds and %v elections for %d new Services (on top of %d)", node.Name, r, e, burst, n)
+			maxRebuilds, maxElections = max(maxRebuilds, r), max(maxElections, e)
+		}
+		b.Logf("the burst of %d was announced %v after the first create", burst, took.Round(time.Millisecond))
+		b.ReportMetric(maxRebuilds, "rebuilds/speaker")
+		b.ReportMetric(maxElections/float64(burst), "elections/new-service")
+		b.ReportMetric(took.Seconds(), "burst-s")
+	}
+}
+
 // measureARP waits until count Services in ns have an IP, then returns the
 // median ARP round trip, from the L2 client, to one of those IPs.
 func measureARP(b *testing.B, bed *testbed.Bed, ns string, count int) time.Duration {
