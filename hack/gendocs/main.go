@@ -29,7 +29,7 @@ func main() {
 	check := flag.Bool("check", false, "do not write: fail when -out differs from what would be written")
 	flag.Parse()
 	if err := run(*crds, *out, *check); err != nil {
-		log.Error("gendocs", "err", err)
+		log.Error("gendocs", slog.Any("error", err))
 		os.Exit(1)
 	}
 }

@@ -45,9 +45,9 @@ func main() {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("netexec serving", "pod", name, "port", *port)
+	log.Info("netexec serving", slog.String("pod", name), slog.Int("port", *port))
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("serve", "err", err)
+		log.Error("serve", slog.Any("error", err))
 		os.Exit(1)
 	}
 }

@@ -162,7 +162,7 @@ func up(ctx context.Context, log *slog.Logger, args []string) error {
 		return errors.Join(err, bed.Close())
 	}
 	if err := run(ctx, log, bed, *withBGP, res); err != nil {
-		log.Error("demo failed; the bed stays up for inspection", "logs", filepath.Join(bed.RunDir, "logs"), "teardown", "make demo-down")
+		log.Error("demo failed; the bed stays up for inspection", slog.String("logs", filepath.Join(bed.RunDir, "logs")), slog.String("teardown", "make demo-down"))
 		return err
 	}
 	res.StartSeconds = time.Since(begin).Seconds()
@@ -202,7 +202,7 @@ func run(ctx context.Context, log *slog.Logger, bed *testbed.Bed, withBGP bool, 
 			return fmt.Errorf("speaker on %s: %w", n.Name, err)
 		}
 	}
-	log.Info("applying the demo configuration", "l2Pool", "198.18.0.200-198.18.0.219", "bgpPool", map[bool]string{true: "203.0.113.0/28", false: "(off)"}[withBGP])
+	log.Info("applying the demo configuration", slog.String("l2Pool", "198.18.0.200-198.18.0.219"), slog.String("bgpPool", map[bool]string{true: "203.0.113.0/28", false: "(off)"}[withBGP]))
 	if _, err := bed.ApplyYAML(ctx, []byte(demoConfig(withBGP))); err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func run(ctx context.Context, log *slog.Logger, bed *testbed.Bed, withBGP bool, 
 		return err
 	}
 	res.CurlL2 = curlCommand(bed.ClientL2.NS, res.L2IP)
-	log.Info("web has an address; curling it from the L2 client", "ip", res.L2IP)
+	log.Info("web has an address; curling it from the L2 client", slog.String("ip", res.L2IP))
 	if err := waitCurl(ctx, res.CurlL2); err != nil {
 		return fmt.Errorf("curl from the L2 client: %w", err)
 	}
@@ -236,7 +236,7 @@ func run(ctx context.Context, log *slog.Logger, bed *testbed.Bed, withBGP bool, 
 			return err
 		}
 		res.CurlBGP = curlCommand(bed.ClientExt.NS, res.BGPIP)
-		log.Info("web-bgp has an address; curling it from behind the router", "ip", res.BGPIP)
+		log.Info("web-bgp has an address; curling it from behind the router", slog.String("ip", res.BGPIP))
 		if err := waitCurl(ctx, res.CurlBGP); err != nil {
 			return fmt.Errorf("curl from behind the router: %w", err)
 		}

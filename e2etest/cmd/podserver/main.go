@@ -40,9 +40,9 @@ func main() {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("serving", "pod", *name, "listen", *listen)
+	log.Info("serving", slog.String("pod", *name), slog.String("listen", *listen))
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("serve", "err", err)
+		log.Error("serve", slog.Any("error", err))
 		os.Exit(1)
 	}
 }
