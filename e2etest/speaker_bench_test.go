@@ -101,6 +101,10 @@ func BenchmarkSpeakerBurst(b *testing.B) {
 	// together announce want IPs.
 	work := func(want int) map[string][2]float64 {
 		b.Helper()
+		eventually(b, 10*time.Minute, fmt.Sprintf("%d Services served", want), func() (bool, string) {
+			holders, pending := svcIPIndex(b, bed, "burst")
+			return len(pending) == 0 && len(holders) >= want, fmt.Sprintf("%d served, %d pending", len(holders), len(pending))
+		})
 		out := map[string][2]float64{}
 		eventually(b, 10*time.Minute, fmt.Sprintf("the speakers announce %d IPs", want), func() (bool, string) {
 			total := 0.0
