@@ -34,7 +34,7 @@ func TestRealNodesInstallHelm(t *testing.T) {
 	defObjs := decodeObjects(t, renderChart(t))
 	custObjs := decodeObjects(t, renderChart(t, "-f", values))
 	ctrlRef, spkRef := manifestImages(t, defObjs)
-	images := buildImages(t, root, ctrlRef, t.TempDir())
+	images := buildImages(t, root, ctrlRef)
 	helm := helmBinary(t)
 
 	rb := startRealBed(t, images)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -107,10 +108,40 @@ func retag(ref, tag string) string {
 	return ref[:strings.LastIndex(ref, ":")+1] + tag
 }
 
-// buildImages runs `make images` with the registry and tag of ref, into dir;
-// the binaries are stamped with the tag as their version.
-func buildImages(t *testing.T, root, ref, dir string) []string {
+// builtImages are the image archives built by this test process, by
+// reference, in one directory that TestMain removes: the install tests
+// share a build of the same images.
+var builtImages struct {
+	sync.Mutex
+	dir  string
+	refs map[string][]string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtImages.dir != "" {
+		_ = os.RemoveAll(builtImages.dir)
+	}
+	os.Exit(code)
+}
+
+// buildImages runs `make images` with the registry and tag of ref (once per
+// test process); the binaries are stamped with the tag as their version.
+func buildImages(t *testing.T, root, ref string) []string {
 	t.Helper()
+	builtImages.Lock()
+	defer builtImages.Unlock()
+	if imgs, ok := builtImages.refs[ref]; ok {
+		return imgs
+	}
+	if builtImages.dir == "" {
+		d, err := os.MkdirTemp("", "herald-images-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		builtImages.dir, builtImages.refs = d, map[string][]string{}
+	}
+	dir := filepath.Join(builtImages.dir, fmt.Sprint(len(builtImages.refs)))
 	i := strings.LastIndex(ref, ":")
 	j := strings.LastIndex(ref, "/")
 	if i < 0 || j < 0 || i < j {
@@ -126,7 +157,9 @@ func buildImages(t *testing.T, root, ref, dir string) []string {
 		t.Fatalf("make images: %v\n%s", err, out)
 	}
 	t.Logf("figure: make images (registry %s, tag %s) in %v", registry, tag, time.Since(begin).Round(time.Second))
-	return []string{filepath.Join(dir, "herald-controller.tar"), filepath.Join(dir, "herald-speaker.tar")}
+	imgs := []string{filepath.Join(dir, "herald-controller.tar"), filepath.Join(dir, "herald-speaker.tar")}
+	builtImages.refs[ref] = imgs
+	return imgs
 }
 
 // kubectlApply runs `kubectl apply --server-side` as admin; without kubectl
@@ -271,6 +304,9 @@ func startRealBed(t *testing.T, images []string) *realBed {
 // close tears the bed down and checks what it leaves on the host.
 func (rb *realBed) close() {
 	t := rb.t
+	if t.Failed() {
+		return // the bed's cleanup shows its logs, then tears it down
+	}
 	prefix := rb.bed.Prefix
 	if err := rb.bed.Close(); err != nil {
 		t.Fatalf("teardown: %v", err)
@@ -522,22 +558,42 @@ func (rb *realBed) checkMetrics(p corev1.Pod, node *testbed.Node) {
 	}
 }
 
+// podLog returns the logs of a pod's containers, read from its node's pod
+// log directory (the kubelet's podLogsDir): the bed's API server cannot
+// reach the kubelets (its namespace has no route to the nodes).
+func (rb *realBed) podLog(p corev1.Pod) (string, error) {
+	files, err := filepath.Glob(filepath.Join(rb.bed.RunDir, "nodes", p.Spec.NodeName, "pod-logs",
+		p.Namespace+"_"+p.Name+"_"+string(p.UID), "*", "*.log"))
+	if err != nil || len(files) == 0 {
+		return "", fmt.Errorf("pod %s: no log file on %s (%v)", p.Name, p.Spec.NodeName, err)
+	}
+	var s strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		s.Write(b)
+	}
+	return s.String(), nil
+}
+
 // checkLogs fails on an RBAC refusal in a pod's log: the install's roles
 // must be enough for everything Herald does.
-func (rb *realBed) checkLogs(ctx context.Context, p corev1.Pod) {
-	b, err := rb.bed.Client.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+func (rb *realBed) checkLogs(_ context.Context, p corev1.Pod) {
+	logs, err := rb.podLog(p)
 	if err != nil {
 		rb.t.Errorf("pod %s: logs: %v", p.Name, err)
 		return
 	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, "forbidden") || strings.Contains(l, "Forbidden") {
 			rb.t.Errorf("pod %s: the install's RBAC refused something: %s", p.Name, l)
 		}
 	}
 }
 
-// podLogs returns the log of every Herald pod, concatenated.
+// podLogs returns the logs of the Herald pods the selector picks.
 func (rb *realBed) podLogs(ctx context.Context, selector string) string {
 	pods, err := rb.bed.Client.CoreV1().Pods(testbed.HeraldNamespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
@@ -545,8 +601,11 @@ func (rb *realBed) podLogs(ctx context.Context, selector string) string {
 	}
 	var s strings.Builder
 	for _, p := range pods.Items {
-		b, _ := rb.bed.Client.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
-		s.Write(b)
+		l, err := rb.podLog(p)
+		if err != nil {
+			l = err.Error()
+		}
+		s.WriteString(l)
 	}
 	return s.String()
 }
@@ -691,51 +750,67 @@ type serviceWatch struct {
 }
 
 // watchServiceIPs watches the Services (namespace/name -> their IP now) and
-// records every event that shows another IP list, or a deletion.
+// records every event that shows another IP list, or a deletion. A watch
+// that ends or fails (the bed's API server is slow under load) is resumed
+// from a new list, which is checked too.
 func watchServiceIPs(t *testing.T, bed *testbed.Bed, want map[string]string) *serviceWatch {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	list, err := bed.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sw := &serviceWatch{cancel: cancel, done: make(chan struct{})}
-	w, err := bed.Client.CoreV1().Services("").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
-	if err != nil {
-		t.Fatal(err)
+	check := func(typ string, svc *corev1.Service) {
+		key := svc.Namespace + "/" + svc.Name
+		ip, watched := want[key]
+		if !watched {
+			return
+		}
+		got := strings.Join(ingressIPs(svc), ",")
+		if typ == "DELETED" || got != ip {
+			sw.mu.Lock()
+			sw.changes = append(sw.changes, fmt.Sprintf("%s %s %s: ingress %q, was %q", time.Now().Format("15:04:05.000"), typ, key, got, ip))
+			sw.mu.Unlock()
+		}
 	}
+	ready := make(chan struct{})
 	go func() {
 		defer close(sw.done)
-		defer w.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev, ok := <-w.ResultChan():
-				if !ok {
+		first := true
+		for ctx.Err() == nil {
+			list, err := bed.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			seen := map[string]bool{}
+			for i := range list.Items {
+				seen[list.Items[i].Namespace+"/"+list.Items[i].Name] = true
+				check("LISTED", &list.Items[i])
+			}
+			for key := range want {
+				if !seen[key] {
 					sw.mu.Lock()
-					sw.changes = append(sw.changes, "watch closed early")
-					sw.mu.Unlock()
-					return
-				}
-				svc, ok := ev.Object.(*corev1.Service)
-				if !ok {
-					continue
-				}
-				key := svc.Namespace + "/" + svc.Name
-				ip, watched := want[key]
-				if !watched {
-					continue
-				}
-				got := strings.Join(ingressIPs(svc), ",")
-				if ev.Type == "DELETED" || got != ip {
-					sw.mu.Lock()
-					sw.changes = append(sw.changes, fmt.Sprintf("%s %s %s: ingress %q, was %q", time.Now().Format("15:04:05.000"), ev.Type, key, got, ip))
+					sw.changes = append(sw.changes, fmt.Sprintf("%s %s: gone", time.Now().Format("15:04:05.000"), key))
 					sw.mu.Unlock()
 				}
 			}
+			w, err := bed.Client.CoreV1().Services("").Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+			if first {
+				first = false
+				close(ready)
+			}
+			if err != nil {
+				continue
+			}
+			for ev := range w.ResultChan() {
+				svc, ok := ev.Object.(*corev1.Service)
+				if !ok {
+					break // an error: list again
+				}
+				check(string(ev.Type), svc)
+			}
+			w.Stop()
 		}
 	}()
+	<-ready
 	return sw
 }
 
@@ -747,18 +822,62 @@ func (sw *serviceWatch) stop() []string {
 	return sw.changes
 }
 
-// probes is an L2 and a BGP prober started together.
+// probes is an L2 and a BGP prober started together, and a record of the
+// router's view (sessions, next hops) while they run, to explain a loss.
 type probes struct {
 	l2, bgp *testbed.Prober
+	cancel  context.CancelFunc
+	done    chan struct{}
+	router  []string
 }
 
 func (rb *realBed) startProbes(l2, bgp netip.Addr) *probes {
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
 	const every, timeout = 10 * time.Millisecond, time.Second
-	return &probes{
-		l2:  testbed.Probe(ctx, rb.bed.ClientL2.NS, testbed.HostPort(l2, 80), every, timeout),
-		bgp: testbed.Probe(ctx, rb.bed.ClientExt.NS, testbed.HostPort(bgp, 80), every, timeout),
+	p := &probes{
+		l2:     testbed.Probe(ctx, rb.bed.ClientL2.NS, testbed.HostPort(l2, 80), every, timeout),
+		bgp:    testbed.Probe(ctx, rb.bed.ClientExt.NS, testbed.HostPort(bgp, 80), every, timeout),
+		cancel: cancel,
+		done:   make(chan struct{}),
 	}
+	go func() {
+		defer close(p.done)
+		last := ""
+		for ctx.Err() == nil {
+			var s []string
+			if peers, err := rb.bed.Router.BGPSummary(ctx, false); err == nil {
+				for addr, n := range peers {
+					s = append(s, fmt.Sprintf("%s %s up=%d down=%d", addr, n.State, n.ConnectionsUp, n.ConnectionsDown))
+				}
+			}
+			sort.Strings(s)
+			if routes, err := rb.bed.Router.Routes(ctx, netip.PrefixFrom(bgp, 32)); err == nil {
+				for _, r := range routes {
+					s = append(s, "via "+strings.Join(r.NextHops(), ","))
+				}
+			}
+			if cur := strings.Join(s, "; "); cur != last && ctx.Err() == nil {
+				p.router = append(p.router, time.Now().Format("15:04:05.000")+" "+cur)
+				last = cur
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return p
+}
+
+// stop stops both probers and returns their reports.
+func (p *probes) stop(t *testing.T) (l2, bgp testbed.ProbeReport) {
+	l2, bgp = p.l2.Stop(), p.bgp.Stop()
+	p.cancel()
+	<-p.done
+	if bgp.Failed > 0 {
+		t.Logf("the router's sessions and next hops while probing:\n%s", strings.Join(p.router, "\n"))
+	}
+	return l2, bgp
 }
 
 func describeProbe(r testbed.ProbeReport) string {
@@ -809,7 +928,7 @@ func (rb *realBed) rollingUpgrade(upgrade func(), l2, bgp netip.Addr, ctrlImage,
 			ds.Status.UpdatedNumberScheduled, ds.Status.NumberAvailable, ds.Status.DesiredNumberScheduled, podsStatus(ctx, bed, ns))
 	})
 	time.Sleep(2 * time.Second) // and after
-	rl2, rbgp := p.l2.Stop(), p.bgp.Stop()
+	rl2, rbgp := p.stop(t)
 	changes := sw.stop()
 	t.Logf("figure: rolling upgrade to %s: DaemonSet and Deployment rolled in %v", version, d.Round(time.Millisecond))
 	t.Logf("figure: rolling upgrade, L2 %s: %s", l2, describeProbe(rl2))
@@ -832,7 +951,7 @@ func (rb *realBed) rollingUpgrade(upgrade func(), l2, bgp netip.Addr, ctrlImage,
 	defer cancel()
 	for _, sel := range []string{"app.kubernetes.io/component=controller", "app.kubernetes.io/component=speaker"} {
 		logs := rb.podLogs(ctx, sel)
-		if !strings.Contains(logs, "version="+version) {
+		if !strings.Contains(logs, `"version":"`+version+`"`) {
 			t.Errorf("pods %s: no log line says version=%s after the upgrade", sel, version)
 		}
 	}
@@ -855,7 +974,7 @@ func (rb *realBed) nodeNetState() map[string]string {
 			{"ip", "neigh", "show", "nud", "permanent"},
 			{"iptables-save"},
 			{"ip6tables-save"},
-			{"nft", "list", "ruleset"},
+			{"nft", "list", "tables"},
 			{"ss", "-Hlntu", "sport = :7946 or sport = :7472 or sport = :7473 or sport = :179"},
 		} {
 			o, err := n.Run(ctx, argv...)
@@ -863,7 +982,7 @@ func (rb *realBed) nodeNetState() map[string]string {
 				o = err.Error()
 			}
 			for _, l := range strings.Split(o, "\n") {
-				if strings.Contains(l, "veth") || strings.Contains(l, "KUBE-") || strings.Contains(l, "CNI-") ||
+				if strings.Contains(l, "veth") || strings.Contains(l, "cni0") || strings.Contains(l, "KUBE-") || strings.Contains(l, "CNI-") ||
 					strings.HasPrefix(l, "#") || strings.HasPrefix(l, ":") && strings.Contains(l, "[") {
 					continue
 				}
@@ -883,27 +1002,29 @@ func (rb *realBed) uninstall(how string, remove func(), l2, bgp netip.Addr, befo
 	t, bed := rb.t, rb.bed
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// When the first speaker pod is told to stop.
+	// When the first speaker pod is told to stop (a deletion timestamp),
+	// polled: a watch of the bed's loaded API server may fail.
 	var mu sync.Mutex
 	var firstStop time.Time
 	wctx, wcancel := context.WithCancel(ctx)
-	w, err := bed.Client.CoreV1().Pods(testbed.HeraldNamespace).Watch(wctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=speaker"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	wdone := make(chan struct{})
 	go func() {
 		defer close(wdone)
-		for ev := range w.ResultChan() {
-			p, ok := ev.Object.(*corev1.Pod)
-			if !ok || p.DeletionTimestamp == nil && ev.Type != "DELETED" {
-				continue
+		for wctx.Err() == nil {
+			pods, err := bed.Client.CoreV1().Pods(testbed.HeraldNamespace).List(wctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=speaker"})
+			if err == nil {
+				stopping := len(pods.Items) < realNodesCount
+				for _, p := range pods.Items {
+					stopping = stopping || p.DeletionTimestamp != nil
+				}
+				if stopping {
+					mu.Lock()
+					firstStop = time.Now()
+					mu.Unlock()
+					return
+				}
 			}
-			mu.Lock()
-			if firstStop.IsZero() {
-				firstStop = time.Now()
-			}
-			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
 		}
 	}()
 	p := rb.startProbes(l2, bgp)
@@ -911,9 +1032,8 @@ func (rb *realBed) uninstall(how string, remove func(), l2, bgp netip.Addr, befo
 	begin := time.Now()
 	remove()
 	d := time.Since(begin)
-	rl2, rbgp := p.l2.Stop(), p.bgp.Stop()
+	rl2, rbgp := p.stop(t)
 	wcancel()
-	w.Stop()
 	<-wdone
 	t.Logf("figure: %s took %v", how, d.Round(time.Millisecond))
 	t.Logf("figure: during %s, L2 %s: %s", how, l2, describeProbe(rl2))
@@ -1009,8 +1129,8 @@ func TestRealNodesInstallManifest(t *testing.T) {
 	objs := readObjects(t, manifest)
 	ctrlRef, spkRef := manifestImages(t, objs)
 	const nextTag = "v0.0.0-upgrade.test"
-	images := buildImages(t, root, ctrlRef, t.TempDir())
-	images = append(images, buildImages(t, root, retag(ctrlRef, nextTag), t.TempDir())...)
+	images := buildImages(t, root, ctrlRef)
+	images = append(images, buildImages(t, root, retag(ctrlRef, nextTag))...)
 
 	rb := startRealBed(t, images)
 	before := rb.nodeNetState()
