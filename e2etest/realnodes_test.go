@@ -639,14 +639,17 @@ func (rb *realBed) bgpExample(mutate func(u *unstructured.Unstructured)) netip.A
 	if !testbed.BGPPoolPrefix.Contains(ip) {
 		t.Errorf("BGP example Service got %s, not an address of the bgp pool %s", ip, testbed.BGPPoolPrefix)
 	}
-	waitUntil(t, time.Minute, fmt.Sprintf("router: a session per node and a route to %s through every node", ip), func(ctx context.Context) (bool, string) {
+	dStable := waitUntil(t, 2*time.Minute, fmt.Sprintf("router: a session per node, up for 10s, and a route to %s through every node", ip), func(ctx context.Context) (bool, string) {
 		peers, err := bed.Router.BGPSummary(ctx, false)
 		if err != nil {
 			return false, err.Error()
 		}
+		// Established for 10s: FRR re-registers a neighbour's BFD
+		// session when BGP first comes up, which the node sees as BFD
+		// down once (then reconnects after the peer's connectTime).
 		up := 0
 		for _, p := range peers {
-			if p.State == "Established" {
+			if p.State == "Established" && p.PeerUptimeMsec >= 10000 {
 				up++
 			}
 		}
@@ -658,8 +661,9 @@ func (rb *realBed) bgpExample(mutate func(u *unstructured.Unstructured)) netip.A
 		if len(routes) == 1 {
 			hops = len(routes[0].NextHops())
 		}
-		return up == realNodesCount && hops == realNodesCount, fmt.Sprintf("%d sessions established, routes %+v", up, routes)
+		return up == realNodesCount && hops == realNodesCount, fmt.Sprintf("%d sessions established for 10s, routes %+v; %+v", up, routes, peers)
 	})
+	t.Logf("figure: BGP sessions of every node stable (10s) and ECMP route in place %v after the Service answered", dStable.Round(time.Millisecond))
 	return ip
 }
 
