@@ -837,7 +837,7 @@ type probes struct {
 
 func (rb *realBed) startProbes(l2, bgp netip.Addr) *probes {
 	ctx, cancel := context.WithCancel(context.Background())
-	const every, timeout = 10 * time.Millisecond, time.Second
+	const every, timeout = 10 * time.Millisecond, 3 * time.Second
 	p := &probes{
 		l2:     testbed.Probe(ctx, rb.bed.ClientL2.NS, testbed.HostPort(l2, 80), every, timeout),
 		bgp:    testbed.Probe(ctx, rb.bed.ClientExt.NS, testbed.HostPort(bgp, 80), every, timeout),
