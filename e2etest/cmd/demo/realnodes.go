@@ -17,7 +17,9 @@ import (
 )
 
 // manifestPath is the install the real-nodes demo applies.
-func manifestPath(root string) string { return filepath.Join(root, "config", "manifests", "herald.yaml") }
+func manifestPath(root string) string {
+	return filepath.Join(root, "config", "manifests", "herald.yaml")
+}
 
 var controllerImage = regexp.MustCompile(`image: (\S+)/herald-controller:(\S+)`)
 
