@@ -74,8 +74,8 @@ bench-e2e: ## Benchmarks on the test bed (root): controller backlog vs the API c
 	cd e2etest && $(GO) test -count=1 -run '^$$' -bench 'BenchmarkControllerBacklog|BenchmarkSpeakerScale|BenchmarkSpeakerBurst' -benchtime 1x -timeout 60m .
 
 .PHONY: demo
-demo: ## Herald on this machine (root, no Docker): test bed, controller, 3 speakers, L2 + BGP Services; prints how to curl them.
-	e2etest/hack/demo.sh up
+demo: ## Herald on this machine (root, no Docker): test bed, controller, 3 speakers, L2 + BGP Services; prints how to curl them. KUBELET=1: as pods on real kubelets, from make images and the manifest.
+	KUBELET=$(KUBELET) e2etest/hack/demo.sh up
 
 .PHONY: demo-down
 demo-down: ## Tear the demo down.

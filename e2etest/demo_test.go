@@ -27,6 +27,18 @@ type demoResult struct {
 // commands it prints from both clients, and tears it down with `demo down`.
 func TestDemo(t *testing.T) {
 	needRoot(t)
+	testDemo(t)
+}
+
+// TestDemoRealNodes is `make demo KUBELET=1`: the same, with Herald
+// installed from its images and config/manifests/herald.yaml as pods on real
+// kubelets.
+func TestDemoRealNodes(t *testing.T) {
+	requireRealNodes(t)
+	testDemo(t, "-real-nodes")
+}
+
+func testDemo(t *testing.T, args ...string) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "demo")
 	state := filepath.Join(dir, "demo.json")
@@ -47,7 +59,7 @@ func TestDemo(t *testing.T) {
 		}
 	})
 
-	cmd := exec.CommandContext(ctx, bin, "up", "-json", "-state", state)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"up", "-json", "-state", state}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

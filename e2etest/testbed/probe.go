@@ -148,3 +148,8 @@ func makeReport(res []ProbeResult) ProbeReport {
 	}
 	return r
 }
+
+// Report summarises probe results (for example a filtered Results list).
+func Report(res []ProbeResult) ProbeReport {
+	return makeReport(append([]ProbeResult(nil), res...))
+}

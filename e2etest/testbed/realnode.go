@@ -646,3 +646,27 @@ func sweepKubeletGlobals(log *slog.Logger) {
 		}
 	}
 }
+
+// ContainerPID returns the host PID of a running container of a real node,
+// from its CRI container ID (a pod status's containerID, with or without the
+// "containerd://" prefix), as the node's containerd reports it.
+func (n *Node) ContainerPID(ctx context.Context, containerID string) (int, error) {
+	if n.real == nil {
+		return 0, fmt.Errorf("node %s is not a real node", n.Name)
+	}
+	id := strings.TrimPrefix(containerID, "containerd://")
+	out, err := run(ctx, "ctr", "-a", n.real.rec.Socket, "-n", "k8s.io", "tasks", "ls")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == id {
+			if f[2] != "RUNNING" {
+				return 0, fmt.Errorf("node %s: container %s is %s", n.Name, id, f[2])
+			}
+			return strconv.Atoi(f[1])
+		}
+	}
+	return 0, fmt.Errorf("node %s: no task for container %s", n.Name, id)
+}

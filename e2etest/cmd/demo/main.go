@@ -6,7 +6,13 @@
 // pool and a BGP pool, creates a demo web Service on each, and waits until
 // both answer a curl. The bed stays up until `demo down`.
 //
-//	demo up [-bgp=true] [-json] [-state FILE]
+// With -real-nodes every node also runs containerd and a kubelet, and Herald
+// is installed as in production: `make images` builds its images, which are
+// imported into the nodes, config/manifests/herald.yaml is applied, and the
+// Deployment and the DaemonSet start the controller and the speakers as pods;
+// the web backends are pods of a Deployment too.
+//
+//	demo up [-bgp=true] [-real-nodes] [-json] [-state FILE]
 //	demo down [-state FILE]
 package main
 
@@ -96,6 +102,8 @@ type Result struct {
 	CurlBGP []string `json:"curlBGP,omitempty"`
 	// StartSeconds is the time from start to both curls answering.
 	StartSeconds float64 `json:"startSeconds"`
+	// RealNodes is set when Herald runs as pods on kubelets.
+	RealNodes bool `json:"realNodes,omitempty"`
 }
 
 func main() {
@@ -138,6 +146,7 @@ func defaultState() string {
 func up(ctx context.Context, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	withBGP := fs.Bool("bgp", true, "also peer with the router and serve a Service from a BGP pool")
+	realNodes := fs.Bool("real-nodes", false, "run a kubelet on every node and install Herald from its images and config/manifests/herald.yaml")
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout (for tests)")
 	statePath := fs.String("state", defaultState(), "file that records the demo's bed, for `demo down`")
 	if err := fs.Parse(args); err != nil {
@@ -152,16 +161,30 @@ func up(ctx context.Context, log *slog.Logger, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 
-	log.Info("bringing the test bed up: API server, 3 nodes with kube-proxy, FRR router, 2 clients")
-	bed, err := testbed.Up(ctx, testbed.Options{Nodes: 3, PodsPerNode: 1, Router: true, Detached: true, Logger: log})
+	opts := testbed.Options{Nodes: 3, PodsPerNode: 1, Router: true, Detached: true, Logger: log}
+	if *realNodes {
+		images, err := buildImages(ctx, log)
+		if err != nil {
+			return err
+		}
+		opts.RealNodes, opts.Images, opts.NoCRDs = true, images, true
+		log.Info("bringing the test bed up: API server, 3 nodes with kube-proxy, containerd and a kubelet, FRR router, 2 clients")
+	} else {
+		log.Info("bringing the test bed up: API server, 3 nodes with kube-proxy, FRR router, 2 clients")
+	}
+	bed, err := testbed.Up(ctx, opts)
 	if err != nil {
 		return err
 	}
-	res := &Result{Prefix: bed.Prefix, RunDir: bed.RunDir, Kubeconfig: bed.AdminKubeconfig}
+	res := &Result{Prefix: bed.Prefix, RunDir: bed.RunDir, Kubeconfig: bed.AdminKubeconfig, RealNodes: *realNodes}
 	if err := writeState(*statePath, res); err != nil {
 		return errors.Join(err, bed.Close())
 	}
-	if err := run(ctx, log, bed, *withBGP, res); err != nil {
+	start := run
+	if *realNodes {
+		start = runRealNodes
+	}
+	if err := start(ctx, log, bed, *withBGP, res); err != nil {
 		log.Error("demo failed; the bed stays up for inspection", slog.String("logs", filepath.Join(bed.RunDir, "logs")), slog.String("teardown", "make demo-down"))
 		return err
 	}
@@ -285,12 +308,19 @@ func waitCurl(ctx context.Context, argv []string) error {
 }
 
 func printSummary(ctx context.Context, w io.Writer, bed *testbed.Bed, res *Result) {
-	fmt.Fprintf(w, "\nHerald is running: a controller and 3 speakers, with the RBAC of config/rbac (up in %.0fs).\n\n", res.StartSeconds)
-	fmt.Fprintf(w, "export KUBECONFIG=%s\n\n", res.Kubeconfig)
-	fmt.Fprintln(w, "$ kubectl get svc -n demo")
-	if out, err := exec.CommandContext(ctx, "kubectl", "--kubeconfig", res.Kubeconfig, "get", "svc", "-n", demoNamespace).CombinedOutput(); err == nil {
-		w.Write(out)
+	if res.RealNodes {
+		fmt.Fprintf(w, "\nHerald is running as pods on 3 kubelets, installed from config/manifests/herald.yaml and the images make images built (up in %.0fs).\n\n", res.StartSeconds)
 	} else {
+		fmt.Fprintf(w, "\nHerald is running: a controller and 3 speakers, with the RBAC of config/rbac (up in %.0fs).\n\n", res.StartSeconds)
+	}
+	fmt.Fprintf(w, "export KUBECONFIG=%s\n\n", res.Kubeconfig)
+	if res.RealNodes {
+		fmt.Fprintf(w, "$ kubectl get pods -n %s -o wide\n", testbed.HeraldNamespace)
+		kubectl(ctx, w, res.Kubeconfig, "get", "pods", "-n", testbed.HeraldNamespace, "-o", "wide")
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "$ kubectl get svc -n demo")
+	if !kubectl(ctx, w, res.Kubeconfig, "get", "svc", "-n", demoNamespace) {
 		printServices(ctx, w, bed)
 	}
 	fmt.Fprintln(w, "\nFrom the client on the nodes' network (layer 2: one node answers ARP for the IP):")
@@ -307,6 +337,16 @@ func printSummary(ctx context.Context, w io.Writer, bed *testbed.Bed, res *Resul
 	fmt.Fprintln(w, "  kubectl describe svc -n demo web                    # IPAllocated, Announcing events")
 	fmt.Fprintf(w, "\n%s", bed.Summary())
 	fmt.Fprintln(w, "\nTear it all down with: make demo-down")
+}
+
+// kubectl runs kubectl and copies its output to w; false when it could not.
+func kubectl(ctx context.Context, w io.Writer, kubeconfig string, args ...string) bool {
+	out, err := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		return false
+	}
+	_, _ = w.Write(out)
+	return true
 }
 
 // printServices is `kubectl get svc` for machines without kubectl.
