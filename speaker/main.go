@@ -25,6 +25,7 @@ import (
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/layer2"
 	"github.com/heraldlb/herald/internal/membership"
+	"github.com/heraldlb/herald/internal/procstat"
 	"github.com/heraldlb/herald/internal/speaker"
 	"github.com/heraldlb/herald/internal/version"
 )
@@ -45,6 +46,7 @@ type flags struct {
 	garpCount                                int
 	garpInterval, refresh                    time.Duration
 	metricsAddr, healthAddr, logLevel        string
+	pprofAddr                                string
 	showVersion                              bool
 	bgpDisabled                              bool
 	bgpListenPort                            uint
@@ -78,6 +80,7 @@ func parseFlags() (*flags, error) {
 	fs.DurationVar(&f.bgpShutdownTimeout, "bgp-shutdown-timeout", 3*time.Second, "on SIGTERM, how long to wait for the BGP withdrawals to be sent")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7472", "address of the Prometheus metrics endpoint; empty disables")
 	fs.StringVar(&f.healthAddr, "health-addr", ":7473", "address of /healthz and /readyz; empty disables")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address of Go's /debug/pprof/ profiles (heap, CPU); empty disables")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -188,6 +191,12 @@ func run() error {
 		})
 		if err := serve(srvCtx, f.healthAddr, mux, log); err != nil {
 			return fmt.Errorf("--health-addr: %w", err)
+		}
+	}
+
+	if f.pprofAddr != "" {
+		if err := serve(srvCtx, f.pprofAddr, procstat.PprofHandler(), log); err != nil {
+			return fmt.Errorf("--pprof-addr: %w", err)
 		}
 	}
 
