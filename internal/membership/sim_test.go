@@ -177,8 +177,8 @@ type suspicionLine struct {
 }
 
 func (s *suspicionCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
-func (s *suspicionCounter) WithAttrs([]slog.Attr) slog.Handler       { return s }
-func (s *suspicionCounter) WithGroup(string) slog.Handler            { return s }
+func (s *suspicionCounter) WithAttrs([]slog.Attr) slog.Handler           { return s }
+func (s *suspicionCounter) WithGroup(string) slog.Handler                { return s }
 func (s *suspicionCounter) Handle(_ context.Context, r slog.Record) error {
 	l := suspicionLine{at: r.Time}
 	var rest string
