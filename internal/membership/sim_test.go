@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -283,6 +284,7 @@ type simResult struct {
 	moved, share               []int
 	dropped                    uint64
 	agreed                     bool
+	load                       string // /proc/loadavg at the end: the machine's starvation
 }
 
 func envInts(name string, def []int) []int {
@@ -410,11 +412,11 @@ func report(b *testing.B, r simResult) {
 	b.ReportMetric(r.rssMiB, "rss-MiB")
 	b.Logf("N=%d, %d IPs: formed in %v; join p50 %v p99 %v all %v; death p50 %v p99 %v all %v (every death: %v); "+
 		"tables: leave %v, join %v; steady: %.0f B/node/s, %.2f ms CPU/agent/s, suspicions of live members %d (declared dead %d); "+
-		"churn: suspicions of live members %d (declared dead %d); IPs moved %v, owned before %v; observers agree: %v; datagrams dropped %d; RSS %.0f MiB",
+		"churn: suspicions of live members %d (declared dead %d); IPs moved %v, owned before %v; observers agree: %v; datagrams dropped %d; RSS %.0f MiB; load average %s on %d CPUs",
 		r.n, r.keys, r.form.Round(time.Millisecond), pct(r.joinLat, 0.5).Round(time.Millisecond), pct(r.joinLat, 0.99).Round(time.Millisecond),
 		slices.Max(append(r.joinAll, 0)).Round(time.Millisecond), pct(r.deathLat, 0.5).Round(time.Millisecond), pct(r.deathLat, 0.99).Round(time.Millisecond),
 		slices.Max(append(r.deathAll, 0)).Round(time.Millisecond), roundAll(r.deathAll), pct(r.tableLeave, 0.5), pct(r.tableJoin, 0.5),
-		r.bytesPerNodeSec, r.cpuPerSec*1e3, r.steadySusp, r.steadyFailed, r.churnSusp, r.churnFailed, r.moved, r.share, r.agreed, r.dropped, r.rssMiB)
+		r.bytesPerNodeSec, r.cpuPerSec*1e3, r.steadySusp, r.steadyFailed, r.churnSusp, r.churnFailed, r.moved, r.share, r.agreed, r.dropped, r.rssMiB, r.load, runtime.NumCPU())
 	if !r.agreed || (r.churnFailed == 0 && !slices.Equal(r.moved, r.share)) {
 		// (A live member declared dead during a death moves IPs too.)
 		b.Errorf("observers disagree (%v) or IPs moved %v differ from the dead nodes' shares %v", r.agreed, r.moved, r.share)
@@ -427,6 +429,15 @@ func roundAll(d []time.Duration) []time.Duration {
 		out[i] = v.Round(time.Millisecond)
 	}
 	return out
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func cpuNow() time.Duration {
@@ -513,7 +524,8 @@ func runSim(b testing.TB, n, keys, events int, window time.Duration, timings Tim
 					counts[a.count()]++
 				}
 				sp, fl := susp.about(nil, time.Time{}, time.Now())
-				b.Errorf("%s: not reached in %v; members seen -> agents: %v; suspicions %d, declared dead %d", what, timeout, counts, sp, fl)
+				b.Errorf("%s: not reached in %v; members seen -> agents: %v; suspicions %d, declared dead %d; load average %s",
+					what, timeout, counts, sp, fl, loadAvg())
 				return false
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -530,7 +542,7 @@ func runSim(b testing.TB, n, keys, events int, window time.Duration, timings Tim
 			b.Fatalf("join %s: %v", a.name, err)
 		}
 	}
-	if !waitAll("cluster formed", 5*time.Minute, func(a *simAgent) bool { return a.count() == n }) {
+	if !waitAll("cluster formed", 3*time.Minute, func(a *simAgent) bool { return a.count() == n }) {
 		return r
 	}
 	r.form = time.Since(start)
@@ -694,6 +706,7 @@ func runSim(b testing.TB, n, keys, events int, window time.Duration, timings Tim
 	for _, a := range agents {
 		r.dropped += a.tr.dropped.Load()
 	}
+	r.load = loadAvg()
 	return r
 }
 
