@@ -77,8 +77,11 @@ func BenchmarkBacklogRounds(b *testing.B) {
 			ceilings = append(ceilings, ceil.Seconds())
 			ctrls = append(ctrls, ctrl.Seconds())
 			ratios = append(ratios, ctrl.Seconds()/ceil.Seconds())
-			b.Logf("round %d (%s first): ceiling %v, controller %v, ratio %.2f", i, map[bool]string{true: "ceiling", false: "controller"}[i%2 == 0],
+			line := fmt.Sprintf("round %d (%s first): ceiling %v, controller %v, ratio %.2f", i, map[bool]string{true: "ceiling", false: "controller"}[i%2 == 0],
 				ceil.Round(time.Millisecond), ctrl.Round(time.Millisecond), ratios[i])
+			b.Log(line)
+			fmt.Fprintln(os.Stderr, line) // at once: a benchmark's log comes out at its end
+
 			for _, ns := range []string{cns, hns} {
 				deleteServices(b, bed, ns, n)
 			}
