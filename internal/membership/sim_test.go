@@ -537,8 +537,16 @@ func runSim(b testing.TB, n, keys, events int, window time.Duration, timings Tim
 	seed := newAgent("node-0000")
 	for i := 1; i < n; i++ {
 		a := newAgent(fmt.Sprintf("node-%04d", i))
-		peers := []string{seed.tr.addr.String(), agents[rand.IntN(i)].tr.addr.String()}
-		if _, err := a.c.Join(peers); err != nil {
+		// As a speaker does, retry a join that timed out (a starved
+		// machine answers late).
+		var err error
+		for try := 0; try < 10; try++ {
+			peers := []string{seed.tr.addr.String(), agents[rand.IntN(i)].tr.addr.String()}
+			if _, err = a.c.Join(peers); err == nil {
+				break
+			}
+		}
+		if err != nil {
 			b.Fatalf("join %s: %v", a.name, err)
 		}
 	}
@@ -641,7 +649,14 @@ func runSim(b testing.TB, n, keys, events int, window time.Duration, timings Tim
 		t0 := time.Now()
 		a := newAgent(fmt.Sprintf("join-%04d", e))
 		peer := aliveList()[rand.IntN(len(aliveList())-1)]
-		if _, err := a.c.Join([]string{peer.tr.addr.String()}); err != nil {
+		var err error
+		for try := 0; try < 10; try++ {
+			if _, err = a.c.Join([]string{peer.tr.addr.String()}); err == nil {
+				break
+			}
+			peer = aliveList()[rand.IntN(len(aliveList())-1)]
+		}
+		if err != nil {
 			b.Fatalf("join %s: %v", a.name, err)
 		}
 		want := len(aliveList())
