@@ -25,6 +25,7 @@ import (
 	"github.com/heraldlb/herald/internal/fence"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/metrics"
+	"github.com/heraldlb/herald/internal/procstat"
 	"github.com/heraldlb/herald/internal/version"
 )
 
@@ -52,6 +53,7 @@ func run() error {
 		workers       = fs.Int("workers", 64, "Services synced in parallel")
 		qps           = fs.Float64("kube-api-qps", k8s.DefaultQPS, "client-side limit of API requests per second")
 		burst         = fs.Int("kube-api-burst", k8s.DefaultBurst, "client-side burst of API requests")
+		pprofAddr     = fs.String("pprof-addr", "", "address of Go's /debug/pprof/ profiles (heap, CPU); empty disables them")
 		logLevel      = fs.String("log-level", "info", "debug, info, warn or error")
 		showVersion   = fs.Bool("version", false, "print the version and exit")
 	)
@@ -110,6 +112,7 @@ func run() error {
 		_, _ = fmt.Fprintln(w, "ok")
 	})
 	serve(ctx, log, *healthAddr, health, "")
+	serve(ctx, log, *pprofAddr, procstat.PprofHandler(), "")
 
 	if err := c.Start(ctx); err != nil {
 		return err

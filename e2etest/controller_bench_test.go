@@ -50,6 +50,22 @@ func BenchmarkControllerBacklog(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
+		// The controller's RSS with few Services: 10, served, then stopped.
+		apply(b, bed, poolYAML("few", []string{"198.18.127.0/24"}, "  serviceAllocation: {namespaces: [few]}\n"))
+		createBacklog(b, bed, "few", 10, nil)
+		fewArgs, fewAddr := pprofArgs(b, true)
+		few := startController(b, bed, "controller-few", fewArgs...)
+		eventually(b, 2*time.Minute, "10 Services served", func() (bool, string) {
+			_, pending := svcIPIndex(b, bed, "few")
+			return len(pending) == 0, fmt.Sprint(len(pending), " pending")
+		})
+		time.Sleep(2 * time.Second) // past the pool-status write delay
+		rssFew := rssKiB(few.PID)
+		saveHeap(b, testbed.NS{}, fewAddr, "controller-heap-10.pb.gz")
+		_ = few.Stop(3 * time.Second)
+		b.ReportMetric(float64(rssFew)/1024, "rss-MiB-10svc")
+		b.Logf("controller RSS with 10 Services: %d KiB", rssFew)
+
 		// The ceiling.
 		class := "bench.example.com/ceiling"
 		createBacklog(b, bed, "ceiling", n, &class)
@@ -63,10 +79,14 @@ func BenchmarkControllerBacklog(b *testing.B) {
 			b.Fatal(err)
 		}
 		before := apiWrites(b, bed)
-		ctrl := timeToAll(b, bed, "ctrl", n, func() { p = startController(b, bed, "controller", "--log-level", "info") })
+		ctrlArgs, ctrlAddr := pprofArgs(b, true)
+		ctrl := timeToAll(b, bed, "ctrl", n, func() {
+			p = startController(b, bed, "controller", append([]string{"--log-level", "info"}, ctrlArgs...)...)
+		})
 		after := apiWrites(b, bed)
 		b.Logf("API writes until the last IP: %d Service patches, %d event writes", after[0]-before[0], after[1]-before[1])
 		rss5k := rssKiB(p.PID)
+		saveHeap(b, testbed.NS{}, ctrlAddr, fmt.Sprintf("controller-heap-%d.pb.gz", n))
 		b.Logf("controller CPU time for the backlog: %v", cpuTime(p.PID))
 
 		// A restart with everything assigned, then one new Service.

@@ -42,9 +42,10 @@ func BenchmarkSpeakerScale(b *testing.B) {
 		b.Fatal(err)
 	}
 	speakers := map[string]*testbed.Process{}
+	pprof, pprofAddr := pprofArgs(b, false)
 	for _, node := range bed.Nodes {
-		p, err := node.Start(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
-			"--metrics-addr", "", "--health-addr", "")
+		p, err := node.Start(ctx, "speaker-"+node.Name, speakerBin, append([]string{"--kubeconfig", bed.SpeakerKubeconfig,
+			"--metrics-addr", "", "--health-addr", ""}, pprof...)...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -54,11 +55,14 @@ func BenchmarkSpeakerScale(b *testing.B) {
 		createBacklog(b, bed, "scale", 10, nil)
 		small := measureARP(b, bed, "scale", 10)
 		rssSmall := speakersRSS(speakers)
+		saveHeap(b, bed.Nodes[0].NS, pprofAddr, "speaker-heap-10.pb.gz")
 		createBacklog(b, bed, "scale", n, nil)
 		large := measureARP(b, bed, "scale", n)
 		rssLarge := speakersRSS(speakers)
+		saveHeap(b, bed.Nodes[0].NS, pprofAddr, fmt.Sprintf("speaker-heap-%d.pb.gz", n))
 		b.ReportMetric(small.Seconds()*1e3, "arp-ms-10ips")
 		b.ReportMetric(large.Seconds()*1e3, fmt.Sprintf("arp-ms-%dips", n))
+		b.ReportMetric(float64(slices.Max(slices.Collect(maps.Values(rssSmall))))/1024, "speaker-rss-MiB-10svc")
 		b.ReportMetric(float64(slices.Max(slices.Collect(maps.Values(rssLarge))))/1024, "speaker-rss-MiB")
 		b.Logf("ARP reply latency at the client: %v with 10 Services, %v with %d; speaker RSS %v KiB with 10, %v KiB with %d",
 			small, large, n, rssSmall, rssLarge, n)

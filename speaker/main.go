@@ -25,6 +25,7 @@ import (
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/layer2"
 	"github.com/heraldlb/herald/internal/membership"
+	"github.com/heraldlb/herald/internal/procstat"
 	"github.com/heraldlb/herald/internal/speaker"
 	"github.com/heraldlb/herald/internal/version"
 )
@@ -45,6 +46,7 @@ type flags struct {
 	garpCount                                int
 	garpInterval, refresh                    time.Duration
 	metricsAddr, healthAddr, logLevel        string
+	pprofAddr                                string
 	showVersion                              bool
 	bgpDisabled                              bool
 	bgpListenPort                            uint
@@ -66,7 +68,9 @@ func parseFlags() (*flags, error) {
 	fs.StringVar(&f.peerSelector, "peer-pod-selector", "", "label selector of the speaker pods in --namespace whose IPs are the memberlist peers; empty uses every Node's InternalIP")
 	fs.DurationVar(&f.timings.ProbeInterval, "memberlist-probe-interval", d.ProbeInterval, "memberlist probe interval")
 	fs.DurationVar(&f.timings.ProbeTimeout, "memberlist-probe-timeout", d.ProbeTimeout, "memberlist direct probe timeout")
-	fs.IntVar(&f.timings.SuspicionMult, "memberlist-suspicion-mult", d.SuspicionMult, "memberlist suspicion timeout multiplier")
+	fs.IntVar(&f.timings.SuspicionMult, "memberlist-suspicion-mult", d.SuspicionMult, "memberlist suspicion timeout multiplier; 3 or more waits for confirmations from other members (Lifeguard): slower detection in small clusters, more tolerance of starved nodes (docs/scale.md)")
+	fs.IntVar(&f.timings.SuspicionMaxTimeoutMult, "memberlist-suspicion-max-timeout-mult", d.SuspicionMaxTimeoutMult, "with --memberlist-suspicion-mult 3 or more: how much longer an unconfirmed suspicion lasts than a confirmed one")
+	fs.IntVar(&f.timings.AwarenessMaxMultiplier, "memberlist-awareness-max-mult", d.AwarenessMaxMultiplier, "how much a member that sees itself as slow (missed acks) stretches its own probe timeouts")
 	fs.DurationVar(&f.timings.GossipInterval, "memberlist-gossip-interval", d.GossipInterval, "memberlist gossip interval")
 	fs.DurationVar(&f.timings.PushPullInterval, "memberlist-push-pull-interval", d.PushPullInterval, "memberlist full state sync interval")
 	fs.IntVar(&f.garpCount, "gratuitous-count", 3, "gratuitous ARP / unsolicited NA packets sent on takeover; negative sends none")
@@ -78,6 +82,7 @@ func parseFlags() (*flags, error) {
 	fs.DurationVar(&f.bgpShutdownTimeout, "bgp-shutdown-timeout", 3*time.Second, "on SIGTERM, how long to wait for the BGP withdrawals to be sent")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7472", "address of the Prometheus metrics endpoint; empty disables")
 	fs.StringVar(&f.healthAddr, "health-addr", ":7473", "address of /healthz and /readyz; empty disables")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address of Go's /debug/pprof/ profiles (heap, CPU); empty disables")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -188,6 +193,12 @@ func run() error {
 		})
 		if err := serve(srvCtx, f.healthAddr, mux, log); err != nil {
 			return fmt.Errorf("--health-addr: %w", err)
+		}
+	}
+
+	if f.pprofAddr != "" {
+		if err := serve(srvCtx, f.pprofAddr, procstat.PprofHandler(), log); err != nil {
+			return fmt.Errorf("--pprof-addr: %w", err)
 		}
 	}
 

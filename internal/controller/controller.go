@@ -147,8 +147,8 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 		statusQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[objectRef](),
 			workqueue.TypedRateLimitingQueueConfig[objectRef]{Name: "status"}),
 	}
-	c.factory = informers.NewSharedInformerFactory(clients.Kube, 0)
-	c.secretsFac = informers.NewSharedInformerFactoryWithOptions(clients.Kube, 0, informers.WithNamespace(opts.Namespace))
+	c.factory = informers.NewSharedInformerFactoryWithOptions(clients.Kube, 0, informers.WithTransform(k8s.Transform))
+	c.secretsFac = informers.NewSharedInformerFactoryWithOptions(clients.Kube, 0, informers.WithNamespace(opts.Namespace), informers.WithTransform(k8s.Transform))
 	svcInf := c.factory.Core().V1().Services()
 	nsInf := c.factory.Core().V1().Namespaces()
 	secInf := c.secretsFac.Core().V1().Secrets()

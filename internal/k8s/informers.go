@@ -31,7 +31,9 @@ type HeraldInformers struct {
 func NewHeraldInformers(c *Clients, resync time.Duration) *HeraldInformers {
 	inf := func(resource string, obj runtime.Object) cache.SharedIndexInformer {
 		lw := cache.NewListWatchFromClient(c.Herald, resource, metav1.NamespaceAll, fields.Everything())
-		return cache.NewSharedIndexInformer(lw, obj, resync, cache.Indexers{})
+		i := cache.NewSharedIndexInformer(lw, obj, resync, cache.Indexers{})
+		_ = i.SetTransform(Transform) // fails only once the informer runs
+		return i
 	}
 	return &HeraldInformers{
 		Pools:             inf(ResourceIPAddressPools, &v1beta1.IPAddressPool{}),

@@ -146,6 +146,9 @@ func New(cfg Config) (*Cluster, error) {
 	if mc.AdvertisePort == 0 {
 		mc.AdvertisePort = cfg.BindPort
 	}
+	if cfg.Transport != nil {
+		mc.Transport = cfg.Transport
+	}
 	mc.ProbeInterval = t.ProbeInterval
 	mc.ProbeTimeout = t.ProbeTimeout
 	mc.IndirectChecks = t.IndirectChecks

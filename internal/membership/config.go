@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // Timings are memberlist's failure-detection and gossip timings.
@@ -161,6 +163,10 @@ type Config struct {
 	OnKeyMismatch func(KeyMismatch)
 	// MismatchReportInterval limits OnKeyMismatch calls per peer. Default 1m.
 	MismatchReportInterval time.Duration
+	// Transport, when set, replaces memberlist's UDP and TCP sockets (and
+	// BindAddr, BindPort and AdvertiseAddr are ignored): for simulations
+	// that run many members in one process over a fake network.
+	Transport memberlist.Transport
 }
 
 // KeyMismatch describes traffic from a peer that could not be decrypted.

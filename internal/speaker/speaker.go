@@ -273,7 +273,7 @@ func (s *Speaker) Ready() bool { return s.ready.Load() }
 
 func (s *Speaker) setupInformers() error {
 	c := s.cfg.Clients
-	s.factory = informers.NewSharedInformerFactory(c.Kube, 0)
+	s.factory = informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithTransform(k8s.Transform))
 	svcInf := s.factory.Core().V1().Services()
 	nodeInf := s.factory.Core().V1().Nodes()
 	esInf := s.factory.Discovery().V1().EndpointSlices()
@@ -324,7 +324,7 @@ func (s *Speaker) setupInformers() error {
 
 	if s.cfg.Namespace != "" {
 		// BGPPeer passwords come from Secrets in the speaker's namespace.
-		s.secFact = informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithNamespace(s.cfg.Namespace))
+		s.secFact = informers.NewSharedInformerFactoryWithOptions(c.Kube, 0, informers.WithNamespace(s.cfg.Namespace), informers.WithTransform(k8s.Transform))
 		secInf := s.secFact.Core().V1().Secrets()
 		// Only the Secrets that BGPPeers reference are configuration.
 		peerSecret := func(obj any) {
@@ -342,7 +342,7 @@ func (s *Speaker) setupInformers() error {
 		// The memberlist Secret is followed live, for key rotations.
 		name := s.cfg.SecretName
 		s.keyFact = informers.NewSharedInformerFactoryWithOptions(c.Kube, 0,
-			informers.WithNamespace(s.cfg.Namespace),
+			informers.WithNamespace(s.cfg.Namespace), informers.WithTransform(k8s.Transform),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }))
 		keyInf := s.keyFact.Core().V1().Secrets()
 		keysDirty := func(any) { s.pend.mark(func() { s.pend.keys = true }) }
@@ -359,7 +359,7 @@ func (s *Speaker) setupInformers() error {
 	if s.cfg.PeerSelector != nil {
 		sel := s.cfg.PeerSelector
 		s.podFact = informers.NewSharedInformerFactoryWithOptions(c.Kube, 0,
-			informers.WithNamespace(s.cfg.Namespace),
+			informers.WithNamespace(s.cfg.Namespace), informers.WithTransform(k8s.Transform),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
 		podInf := s.podFact.Core().V1().Pods()
 		peersDirty := func(any) { s.pend.mark(func() { s.pend.peers = true }) }
