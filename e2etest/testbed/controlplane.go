@@ -367,7 +367,11 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // ApplyCRDs applies every CRD of config/crd/bases and waits until each is
 // Established and served. It returns the CRD names.
 func (b *Bed) ApplyCRDs(ctx context.Context) ([]string, error) {
-	dir := filepath.Join(b.opts.RepoRoot, "config", "crd", "bases")
+	return b.applyCRDDir(ctx, filepath.Join(b.opts.RepoRoot, "config", "crd", "bases"))
+}
+
+// applyCRDDir applies every CRD of dir and waits until each is Established.
+func (b *Bed) applyCRDDir(ctx context.Context, dir string) ([]string, error) {
 	files, err := yamlFiles(dir)
 	if err != nil {
 		return nil, fmt.Errorf("CRDs: %w", err)
