@@ -531,4 +531,3 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		t.Errorf("BGP: %d probes lost, want 0 (outages %v)", bgpLost, repBGP.Outages)
 	}
 }
-
