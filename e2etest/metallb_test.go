@@ -2,6 +2,7 @@ package e2etest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -70,7 +71,6 @@ spec:
   peerASN: 64512
   peerAddress: 198.18.0.2
   holdTime: 9s
-  keepaliveTime: 3s
 `
 
 // migrationPeer is the BGPPeer Herald peers with during the overlap: the
@@ -87,7 +87,6 @@ spec:
   peerASN: 64512
   peerAddress: "2001:db8:18::2"
   holdTime: 9s
-  keepaliveTime: 3s
   connectTime: 1s
 `
 
@@ -134,6 +133,13 @@ func startMetalLB(t *testing.T) *metallbBed {
 
 	bed := testbed.Start(t, testbed.Options{Nodes: 3, PodsPerNode: 1, Router: true, DualStack: true})
 	b := &metallbBed{Bed: bed, t: t}
+	// Herald's binaries are built before the switch-over starts, as an
+	// operator has the images before.
+	for _, name := range []string{"controller", "speaker"} {
+		if _, err := bed.HeraldBinary(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if b.plugin, err = bed.HeraldBinary(ctx, "kubectl-herald"); err != nil {
 		t.Fatal(err)
 	}
@@ -180,11 +186,15 @@ func startMetalLB(t *testing.T) *metallbBed {
 	}
 	// MetalLB's speakers find each other through their pods' IPs: create
 	// the pods of the DaemonSet (host network: pod IP = node IP).
+	if _, err := bed.Client.CoreV1().ServiceAccounts(metallbNS).Create(ctx, &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: "speaker"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range bed.Nodes {
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "speaker-" + n.Name, Namespace: metallbNS,
 				Labels: map[string]string{"app": "metallb", "component": "speaker"}},
-			Spec: corev1.PodSpec{NodeName: n.Name, HostNetwork: true,
+			Spec: corev1.PodSpec{NodeName: n.Name, HostNetwork: true, ServiceAccountName: "speaker", AutomountServiceAccountToken: new(false),
 				Containers: []corev1.Container{{Name: "speaker", Image: "quay.io/metallb/speaker:" + testbed.MetalLBVersion}}},
 		}
 		created, err := bed.Client.CoreV1().Pods(metallbNS).Create(ctx, pod, metav1.CreateOptions{})
@@ -385,6 +395,15 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	probeBGP := testbed.Probe(ctx, b.ClientExt.NS, testbed.HostPort(bgpIP, 80), every, timeout)
 	time.Sleep(2 * time.Second)
 	migStart := time.Now()
+	type event struct {
+		at   time.Duration
+		what string
+	}
+	var timeline []event
+	mark := func(step string) {
+		timeline = append(timeline, event{time.Since(migStart), step})
+		t.Logf("+%v %s", time.Since(migStart).Round(time.Millisecond), step)
+	}
 
 	// Step 1: convert.
 	code, converted, report := b.kubectlHerald(ctx, "migrate")
@@ -401,12 +420,15 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		" address-family ipv4 unicast", "  neighbor NODES6 activate", " exit-address-family"); err != nil {
 		t.Fatal(err)
 	}
+	mark("Herald's configuration applied, router takes IPv4 routes from the IPv6 neighbours")
 	// Step 3: MetalLB's controller stops (scale its Deployment to 0);
 	// Herald's controller starts and adopts the addresses in status.
 	if err := b.ctrl.Stop(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
+	mark("MetalLB's controller stopped")
 	startController(t, b.Bed, "herald-controller")
+	mark("Herald's controller started")
 	for name, ip := range map[string]netip.Addr{"l2-web": l2IP, "bgp-web": bgpIP} {
 		eventually(t, 30*time.Second, "Herald adopts "+name, func() (bool, string) {
 			svc, err := b.Client.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
@@ -418,6 +440,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 				fmt.Sprint(svc.Annotations, svc.Status.LoadBalancer.Ingress)
 		})
 	}
+	mark("Herald's controller adopted both addresses")
 	// Step 4: Herald's speakers, on other host ports than MetalLB's.
 	herald, err := b.HeraldBinary(ctx, "speaker")
 	if err != nil {
@@ -429,11 +452,13 @@ func TestMigrateFromMetalLB(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	mark("Herald's speakers started")
 	var both []string
 	eventually(t, 60*time.Second, "router has MetalLB's and Herald's paths for bgp-web", func() (bool, string) {
 		both = b.bgpPaths(ctx, bgpHost)
 		return len(both) == 6, fmt.Sprint(both)
 	})
+	mark("router has MetalLB's and Herald's paths")
 	t.Logf("overlap: router paths for %v: %v; kernel next hops %v", bgpHost, both, b.kernelNextHops(ctx, bgpHost))
 	eventually(t, 30*time.Second, "Herald announces l2-web", func() (bool, string) {
 		evs, err := b.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=l2-web,reason=Announcing"})
@@ -442,6 +467,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		}
 		return len(evs.Items) > 0, "no Announcing event"
 	})
+	mark("Herald announces l2-web")
 	// Step 5: MetalLB's speakers stop (delete its DaemonSet).
 	stopSpeakers := time.Now()
 	for _, p := range b.speakers {
@@ -458,7 +484,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		got := b.bgpPaths(ctx, bgpHost)
 		return len(got) == 3, fmt.Sprint(got)
 	})
-	t.Logf("MetalLB's speakers stopped; routes via %v", b.kernelNextHops(ctx, bgpHost))
+	mark(fmt.Sprintf("MetalLB's speakers stopped, router has only Herald's paths; routes via %v", b.kernelNextHops(ctx, bgpHost)))
 	// Step 6: Herald's converted BGPPeers; once their sessions are up, the
 	// temporary peer goes.
 	b.applyDocs(ctx, converted, func(kind string) bool { return kind == "BGPPeer" })
@@ -474,6 +500,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		}
 		return len(b.bgpPaths(ctx, bgpHost)) == 6, fmt.Sprint(b.bgpPaths(ctx, bgpHost))
 	})
+	mark("converted BGPPeer's sessions up")
 	ri, err := b.Resource(schema.GroupVersionKind{Group: "herald.io", Version: "v1beta1", Kind: "BGPPeer"}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -489,12 +516,14 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		" address-family ipv4 unicast", "  no neighbor NODES6 activate", " exit-address-family"); err != nil {
 		t.Fatal(err)
 	}
+	mark("temporary peer gone, router configuration reverted")
 	// Step 7: clean MetalLB's annotation up.
 	code, out, errOut := b.kubectlHerald(ctx, "migrate", "cleanup")
 	t.Logf("kubectl herald migrate cleanup: exit %d\n%s%s", code, out, errOut)
 	if code != 0 {
 		t.Fatalf("cleanup: exit %d", code)
 	}
+	mark("annotations cleaned up")
 	time.Sleep(3 * time.Second)
 	migDur := time.Since(migStart)
 	repL2, repBGP := probeL2.Stop(), probeBGP.Stop()
@@ -518,6 +547,26 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	if after := b.metallbObjects(ctx); !maps.Equal(before, after) {
 		t.Errorf("MetalLB's objects changed:\nbefore %v\nafter  %v", before, after)
 	}
+	for name, rep := range map[string]testbed.ProbeReport{"L2": repL2, "BGP": repBGP} {
+		for _, o := range rep.Outages {
+			timeline = append(timeline, event{o.Start.Sub(migStart), fmt.Sprintf("%s client: outage of %v", name, o.Duration().Round(time.Millisecond))})
+		}
+		errs := map[string]int{}
+		for _, r := range rep.Results {
+			if !r.OK {
+				errs[r.Err]++
+			}
+		}
+		if len(errs) > 0 {
+			t.Logf("%s client errors: %v", name, errs)
+		}
+	}
+	slices.SortFunc(timeline, func(a, b event) int { return cmp.Compare(a.at, b.at) })
+	var tl strings.Builder
+	for _, e := range timeline {
+		fmt.Fprintf(&tl, "%9.3fs  %s\n", e.at.Seconds(), e.what)
+	}
+	t.Logf("timeline (from the start of the migration):\n%s", tl.String())
 	l2Out, bgpLost := repL2.LongestOutage(), repBGP.Failed
 	fmt.Printf("METALLB MIGRATION: %v for the whole procedure; L2 client: %d probes, %d failed, longest outage %v (target < 1s); BGP client: %d probes, %d lost (target 0); MetalLB speakers stopped at +%v\n",
 		migDur.Round(time.Millisecond), repL2.Sent, repL2.Failed, l2Out, repBGP.Sent, bgpLost, stopSpeakers.Sub(migStart).Round(time.Millisecond))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 )
@@ -76,12 +77,25 @@ func MetalLBModuleDir(ctx context.Context, repoRoot string) (string, error) {
 // without the conversion webhook of its kustomize patch, so v1beta1 and
 // v1beta2 BGPPeers convert with strategy None) and waits until they are
 // Established.
+//
+// One edit: MetalLB v0.15's BGPPeer schema declares myASN and peerASN
+// "format: int32" with "maximum: 4294967295", which kube-apiserver v1.36
+// refuses at every create ("Maximum boundary value must be of type integer
+// with format int32"); the edit drops that format (the values are still
+// checked against 0..4294967295).
 func (b *Bed) ApplyMetalLBCRDs(ctx context.Context) ([]string, error) {
 	dir, err := MetalLBModuleDir(ctx, b.opts.RepoRoot)
 	if err != nil {
 		return nil, err
 	}
-	return b.applyCRDDir(ctx, filepath.Join(dir, "config", "crd", "bases"))
+	return b.applyCRDDir(ctx, filepath.Join(dir, "config", "crd", "bases"), fixASNFormat)
+}
+
+// asnFormat matches "format: int32" right before "maximum: 4294967295".
+var asnFormat = regexp.MustCompile(`(?m)^(\s*)format: int32\n(\s*maximum: 4294967295)$`)
+
+func fixASNFormat(data []byte) []byte {
+	return asnFormat.ReplaceAll(data, []byte("$2"))
 }
 
 // RepoRoot is the main module's directory.

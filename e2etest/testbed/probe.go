@@ -14,6 +14,8 @@ type ProbeResult struct {
 	OK   bool
 	// Pod and Client are the pod server's answer, when OK.
 	Pod, Client string
+	// Err is why it failed, when not OK.
+	Err string
 }
 
 // Outage is a window during which every probe failed: from the send time of
@@ -91,6 +93,8 @@ func Probe(ctx context.Context, from NS, addr string, interval, timeout time.Dur
 				res := ProbeResult{Sent: sent, OK: err == nil}
 				if err == nil {
 					res.Pod, res.Client = r.Pod, r.ClientIP().String()
+				} else {
+					res.Err = err.Error()
 				}
 				p.mu.Lock()
 				p.results = append(p.results, res)
