@@ -135,6 +135,8 @@ func startMetalLB(t *testing.T) *metallbBed {
 	b := &metallbBed{Bed: bed, t: t}
 	// Herald's binaries are built before the switch-over starts, as an
 	// operator has the images before.
+	start = time.Now()
+	defer func() { t.Logf("MetalLB running, Herald built after %v", time.Since(start).Round(time.Millisecond)) }()
 	for _, name := range []string{"controller", "speaker"} {
 		if _, err := bed.HeraldBinary(ctx, name); err != nil {
 			t.Fatal(err)
@@ -353,6 +355,7 @@ func (b *metallbBed) kernelNextHops(ctx context.Context, p netip.Prefix) []strin
 // as they were (for a rollback).
 func TestMigrateFromMetalLB(t *testing.T) {
 	b := startMetalLB(t)
+	setup := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var pods []*testbed.Pod
@@ -386,6 +389,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		return err == nil, fmt.Sprint(err)
 	})
 	before := b.metallbObjects(ctx)
+	t.Logf("MetalLB serves both Services after %v", time.Since(setup).Round(time.Millisecond))
 
 	// Clients: a new connection every 10 ms; a probe fails if it has no
 	// answer within 900 ms (below TCP's 1 s SYN retransmission, so that a
