@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -392,9 +393,12 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	t.Logf("MetalLB serves both Services after %v", time.Since(setup).Round(time.Millisecond))
 
 	// Clients: a new connection every 10 ms; a probe fails if it has no
-	// answer within 900 ms (below TCP's 1 s SYN retransmission, so that a
-	// lost packet is a failed probe, not a slow one).
-	const every, timeout = 10 * time.Millisecond, 900 * time.Millisecond
+	// answer within 2 s (generous: on a loaded machine a starved process
+	// can take a second). A lost packet is seen by the kernel, whatever the
+	// timing: the clients' TCP retransmissions are counted too (each client
+	// namespace opens only its probes' connections).
+	const every, timeout = 10 * time.Millisecond, 2 * time.Second
+	retrans0 := map[string]map[string]int64{"L2": b.retransmissions(ctx, b.ClientL2.NS), "BGP": b.retransmissions(ctx, b.ClientExt.NS)}
 	probeL2 := testbed.Probe(ctx, b.ClientL2.NS, testbed.HostPort(l2IP, 80), every, timeout)
 	probeBGP := testbed.Probe(ctx, b.ClientExt.NS, testbed.HostPort(bgpIP, 80), every, timeout)
 	time.Sleep(2 * time.Second)
@@ -472,6 +476,8 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		return len(evs.Items) > 0, "no Announcing event"
 	})
 	mark("Herald announces l2-web")
+	b.checkCollision(ctx, bgpHost)
+	mark("checked: the router refuses Herald's session from node1's IPv4 address while MetalLB's is up")
 	// Step 5: MetalLB's speakers stop (delete its DaemonSet).
 	stopSpeakers := time.Now()
 	for _, p := range b.speakers {
@@ -531,6 +537,14 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	migDur := time.Since(migStart)
 	repL2, repBGP := probeL2.Stop(), probeBGP.Stop()
+	retrans := map[string]map[string]int64{}
+	for name, ns := range map[string]testbed.NS{"L2": b.ClientL2.NS, "BGP": b.ClientExt.NS} {
+		now := b.retransmissions(ctx, ns)
+		retrans[name] = map[string]int64{}
+		for k, v := range now {
+			retrans[name][k] = v - retrans0[name][k]
+		}
+	}
 
 	// Every Service keeps its address, and carries no MetalLB annotation
 	// but the input one (which a rollback needs).
@@ -572,8 +586,18 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	}
 	t.Logf("timeline (from the start of the migration):\n%s", tl.String())
 	l2Out, bgpLost := repL2.LongestOutage(), repBGP.Failed
-	fmt.Printf("METALLB MIGRATION: %v for the whole procedure; L2 client: %d probes, %d failed, longest outage %v (target < 1s); BGP client: %d probes, %d lost (target 0); MetalLB speakers stopped at +%v\n",
-		migDur.Round(time.Millisecond), repL2.Sent, repL2.Failed, l2Out, repBGP.Sent, bgpLost, stopSpeakers.Sub(migStart).Round(time.Millisecond))
+	slowest := func(r testbed.ProbeReport) time.Duration {
+		var m time.Duration
+		for _, x := range r.Results {
+			if x.OK {
+				m = max(m, x.Took)
+			}
+		}
+		return m.Round(time.Millisecond)
+	}
+	fmt.Printf("METALLB MIGRATION: %v for the whole procedure; L2 client: %d probes, %d failed, longest outage %v (target < 1s), slowest answer %v, TCP retransmissions %v; BGP client: %d probes, %d lost (target 0), slowest answer %v, TCP retransmissions %v; MetalLB speakers stopped at +%v\n",
+		migDur.Round(time.Millisecond), repL2.Sent, repL2.Failed, l2Out.Round(time.Millisecond), slowest(repL2), retrans["L2"],
+		repBGP.Sent, bgpLost, slowest(repBGP), retrans["BGP"], stopSpeakers.Sub(migStart).Round(time.Millisecond))
 	if repL2.Sent < 100 || repBGP.Sent < 100 {
 		t.Errorf("too few probes: L2 %d, BGP %d", repL2.Sent, repBGP.Sent)
 	}
@@ -583,4 +607,89 @@ func TestMigrateFromMetalLB(t *testing.T) {
 	if bgpLost != 0 {
 		t.Errorf("BGP: %d probes lost, want 0 (outages %v)", bgpLost, repBGP.Outages)
 	}
+	if r := retrans["BGP"]; r["TcpRetransSegs"] != 0 || r["TcpExtTCPSynRetrans"] != 0 {
+		t.Errorf("BGP: the client behind the router retransmitted (%v): packets were lost", r)
+	}
+}
+
+// collisionPeer is Herald's session to the router's IPv4 address from
+// node1's IPv4 address, the one MetalLB's speaker holds.
+const collisionPeer = `
+apiVersion: herald.io/v1beta1
+kind: BGPPeer
+metadata: {name: tor-collision}
+spec:
+  myASN: 64600
+  peerASN: 64512
+  peerAddress: 198.18.0.2
+  holdTime: 9s
+  connectTime: 1s
+  nodeSelectors: [{matchLabels: {kubernetes.io/hostname: node1}}]
+`
+
+// checkCollision shows why Herald's sessions overlap MetalLB's from the
+// other address family: Herald's session from node1's IPv4 address (another
+// source port) does not come up while MetalLB's holds that address, and
+// MetalLB's session is left as it was. It runs while Herald's IPv6 sessions
+// carry node1's next hop too, so the router's FIB does not depend on it.
+func (b *metallbBed) checkCollision(ctx context.Context, bgpHost netip.Prefix) {
+	t := b.t
+	n1 := b.Nodes[0].IP.String()
+	sum, err := b.Router.BGPSummary(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := sum[n1]
+	b.applyDocs(ctx, collisionPeer, func(string) bool { return true })
+	time.Sleep(8 * time.Second) // connectTime 1s: several attempts
+	if sum, err = b.Router.BGPSummary(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	after := sum[n1]
+	ri, err := b.Resource(sessionStateGVK, testbed.HeraldNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := ri.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var herald map[string]any
+	for _, o := range list.Items {
+		if st, _, _ := unstructured.NestedMap(o.Object, "status"); st["peer"] == "tor-collision" {
+			herald = st
+		}
+	}
+	log, _ := b.Router.Vtysh(ctx, "show bgp neighbors "+n1)
+	t.Logf("router's neighbour %s before: %+v; after Herald dialled it for 8s: %+v; Herald's session state: %v", n1, before, after, herald)
+	if herald == nil || herald["state"] == "Established" {
+		t.Errorf("Herald's session from node1's IPv4 address: %v, want not Established while MetalLB's holds it", herald)
+	}
+	if after.State != "Established" || after.ConnectionsUp != before.ConnectionsUp {
+		t.Errorf("MetalLB's session changed: before %+v, after %+v\n%s", before, after, tail(log, 30))
+	}
+	rd, err := b.Resource(schema.GroupVersionKind{Group: "herald.io", Version: "v1beta1", Kind: "BGPPeer"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rd.Delete(ctx, "tor-collision", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// retransmissions reads the TCP retransmission counters of a namespace.
+func (b *metallbBed) retransmissions(ctx context.Context, ns testbed.NS) map[string]int64 {
+	out, err := ns.Output(ctx, "nstat", "-asz", "TcpRetransSegs", "TcpExtTCPSynRetrans")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	m := map[string]int64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && !strings.HasPrefix(f[0], "#") {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			m[f[0]] = v
+		}
+	}
+	return m
 }
