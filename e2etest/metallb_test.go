@@ -627,7 +627,7 @@ func TestMigrateFromMetalLB(t *testing.T) {
 		t.Errorf("BGP: %d probes lost, want 0 (outages %v)", bgpLost, repBGP.Outages)
 	}
 	if bgpSlow > 0 && bgpRetrans == 0 {
-		t.Logf("BGP: %d probes timed out after %v without a retransmission: the machine was starved (load), no packet was lost", bgpSlow, timeout)
+		t.Logf("BGP: %d probes timed out (after %v) or took over 1s, without a retransmission: the machine was starved (load), no packet was lost", bgpSlow, timeout)
 	}
 }
 
