@@ -47,6 +47,7 @@ verify: generate ## Fail when generated files, gofmt, go vet or go mod tidy diff
 	$(GO) mod tidy -diff
 	cd e2etest && $(GO) vet ./... && $(GO) mod tidy -diff
 	cd hack/tools/imagebuild && $(GO) vet ./... && $(GO) mod tidy -diff
+	cd e2etest/tools/metallb && $(GO) mod tidy -diff
 	@if ! git diff --quiet -- api config || [ -n "$$(git ls-files --others --exclude-standard -- api config)" ]; then \
 		echo "generated files are stale; run 'make generate' and commit:"; git status --short -- api config; exit 1; fi
 	hack/verify-generated.sh

@@ -35,6 +35,25 @@ func TestKubeVersionPinned(t *testing.T) {
 	}
 }
 
+// TestMetalLBVersionPinned checks that the package, the tools module's
+// VERSION and the version its go.mod requires agree on MetalLB's version.
+func TestMetalLBVersionPinned(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("tools", "metallb", "VERSION"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != testbed.MetalLBVersion {
+		t.Fatalf("tools/metallb/VERSION is %s, testbed.MetalLBVersion is %s", got, testbed.MetalLBVersion)
+	}
+	mod, err := os.ReadFile(filepath.Join("tools", "metallb", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := testbed.MetalLBModule + " " + testbed.MetalLBVersion; !strings.Contains(string(mod), want) {
+		t.Fatalf("tools/metallb/go.mod does not require %s", want)
+	}
+}
+
 // TestControlPlane starts a bed with no nodes' kube-proxy and checks the API
 // server, the CRDs and that Herald's identities get exactly their RBAC.
 func TestControlPlane(t *testing.T) {

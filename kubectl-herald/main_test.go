@@ -66,6 +66,12 @@ func TestRun(t *testing.T) {
 		{desc: "not YAML", args: []string{"migrate", "-f", "-"}, stdin: "a: [b", wantCode: exitUsage, wantStdout: "-", wantStderr: "stdin: document 1"},
 		{desc: "from the cluster", args: []string{"migrate", "--kubeconfig", "fake", "-n", "metallb-system"}, wantCode: exitOK, wantStdout: "name: lan", wantStderr: "-> IPAddressPool/lan"},
 		{desc: "no cluster", args: []string{"migrate", "--kubeconfig", "missing"}, wantCode: exitUsage, wantStdout: "-", wantStderr: "no such file"},
+		{desc: "plan -h", args: []string{"migrate", "plan", "-h"}, wantCode: exitOK, wantStdout: "-", wantStderr: "--migration-address"},
+		{desc: "plan from files", args: []string{"migrate", "plan", "-f", testdata + "l2.in.yaml"}, wantCode: exitOK, wantStdout: "kubectl herald migrate cleanup", wantStderr: ""},
+		{desc: "plan of an unfaithful conversion", args: []string{"migrate", "plan", "-f", testdata + "unsupported.in.yaml"}, wantCode: exitUnfaithful, wantStdout: "Rollback", wantStderr: "not faithful"},
+		{desc: "plan bad address", args: []string{"migrate", "plan", "--migration-address", "tor"}, wantCode: exitUsage, wantStdout: "-", wantStderr: "PEER=ADDRESS"},
+		{desc: "cleanup stray argument", args: []string{"migrate", "cleanup", "now"}, wantCode: exitUsage, wantStdout: "-", wantStderr: "unexpected arguments"},
+		{desc: "cleanup no cluster", args: []string{"migrate", "cleanup", "--kubeconfig", "missing"}, wantCode: exitUsage, wantStdout: "-", wantStderr: "no such file"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -31,6 +31,14 @@ type migrateFlags struct {
 }
 
 func runMigrate(ctx context.Context, args []string, e env) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "plan":
+			return runPlan(ctx, args[1:], e)
+		case "cleanup":
+			return runCleanup(ctx, args[1:], e)
+		}
+	}
 	var f migrateFlags
 	fs := flag.NewFlagSet("kubectl herald migrate", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -46,6 +54,8 @@ func runMigrate(ctx context.Context, args []string, e env) int {
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the report only; write no object")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage: kubectl herald migrate [-f FILE|DIR|-]... [--kubeconfig PATH] [-n NAMESPACE] [-o DIR] [--dry-run]
+       kubectl herald migrate plan [flags]      print the switch-over steps for this cluster
+       kubectl herald migrate cleanup [flags]   remove MetalLB's annotations once Herald serves
 
 Converts MetalLB's configuration (metallb.io v1beta1/v1beta2 custom resources,
 or the pre-0.13 ConfigMap) into herald.io/v1beta1 objects, written as YAML on

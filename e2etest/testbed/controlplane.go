@@ -367,7 +367,12 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 // ApplyCRDs applies every CRD of config/crd/bases and waits until each is
 // Established and served. It returns the CRD names.
 func (b *Bed) ApplyCRDs(ctx context.Context) ([]string, error) {
-	dir := filepath.Join(b.opts.RepoRoot, "config", "crd", "bases")
+	return b.applyCRDDir(ctx, filepath.Join(b.opts.RepoRoot, "config", "crd", "bases"), nil)
+}
+
+// applyCRDDir applies every CRD of dir, each file passed through edit if
+// it is set, and waits until each is Established.
+func (b *Bed) applyCRDDir(ctx context.Context, dir string, edit func([]byte) []byte) ([]string, error) {
 	files, err := yamlFiles(dir)
 	if err != nil {
 		return nil, fmt.Errorf("CRDs: %w", err)
@@ -375,9 +380,20 @@ func (b *Bed) ApplyCRDs(ctx context.Context) ([]string, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("CRDs: no *.yaml in %s (generate them first)", dir)
 	}
-	objs, err := b.ApplyFiles(ctx, files...)
-	if err != nil {
-		return nil, fmt.Errorf("CRDs: %w", err)
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("CRDs: %w", err)
+		}
+		if edit != nil {
+			data = edit(data)
+		}
+		o, err := b.ApplyYAML(ctx, data)
+		if err != nil {
+			return nil, fmt.Errorf("CRDs: %s: %w", f, err)
+		}
+		objs = append(objs, o...)
 	}
 	var names []string
 	for _, o := range objs {

@@ -14,6 +14,10 @@ type ProbeResult struct {
 	OK   bool
 	// Pod and Client are the pod server's answer, when OK.
 	Pod, Client string
+	// Err is why it failed, when not OK.
+	Err string
+	// Took is how long it took to answer or fail.
+	Took time.Duration
 }
 
 // Outage is a window during which every probe failed: from the send time of
@@ -88,9 +92,11 @@ func Probe(ctx context.Context, from NS, addr string, interval, timeout time.Dur
 				if ctx.Err() != nil {
 					return // stopped: not a failure of the path
 				}
-				res := ProbeResult{Sent: sent, OK: err == nil}
+				res := ProbeResult{Sent: sent, OK: err == nil, Took: time.Since(sent)}
 				if err == nil {
 					res.Pod, res.Client = r.Pod, r.ClientIP().String()
+				} else {
+					res.Err = err.Error()
 				}
 				p.mu.Lock()
 				p.results = append(p.results, res)

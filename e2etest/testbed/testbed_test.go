@@ -182,3 +182,11 @@ func TestProbeReport(t *testing.T) {
 		t.Errorf("longest %v", r.LongestOutage())
 	}
 }
+
+func TestFixASNFormat(t *testing.T) {
+	in := "              myASN:\n                format: int32\n                maximum: 4294967295\n                minimum: 0\n              port:\n                format: int32\n                maximum: 16384\n"
+	want := "              myASN:\n                maximum: 4294967295\n                minimum: 0\n              port:\n                format: int32\n                maximum: 16384\n"
+	if got := string(fixASNFormat([]byte(in))); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

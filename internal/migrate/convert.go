@@ -527,7 +527,7 @@ func (c *converter) judge() {
 				c.rep.add(Differs, source, "", "Herald warns on %s: %s: %s (%s)", key, p.Field, p.Message, p.Reason)
 				continue
 			}
-			c.rep.add(NoEquivalent, source, "", "Herald would not put %s in effect: %s: %s (%s); left out", key, p.Field, p.Message, p.Reason)
+			c.rep.add(NoEquivalent, source, "", "Herald would not put %s in effect: %s: %s (%s); left out%s", key, p.Field, p.Message, p.Reason, c.conflictHint(p))
 			bad[key] = true
 		}
 		if len(bad) == 0 {
@@ -538,4 +538,40 @@ func (c *converter) judge() {
 			return f.Severity == Converted && bad[strings.TrimPrefix(f.Message, "-> ")]
 		})
 	}
+}
+
+// conflictHint explains a localPref conflict between two advertisements
+// whose aggregation lengths differ: MetalLB accepts it (their routes are
+// different prefixes), Herald does not.
+func (c *converter) conflictHint(p config.Problem) string {
+	if p.Reason != config.ReasonLocalPrefConflict || p.Other == "" {
+		return ""
+	}
+	find := func(name string) *v1beta1.BGPAdvertisement {
+		i := slices.IndexFunc(c.out.BGPAdvertisements, func(a v1beta1.BGPAdvertisement) bool { return a.Name == name })
+		if i < 0 {
+			return nil
+		}
+		return &c.out.BGPAdvertisements[i]
+	}
+	a, o := find(p.Name), find(p.Other)
+	if a == nil || o == nil {
+		return ""
+	}
+	agg := func(x *v1beta1.BGPAdvertisement) string {
+		return fmt.Sprintf("%d/%d", derefInt32(x.Spec.AggregationLength, 32), derefInt32(x.Spec.AggregationLengthV6, 128))
+	}
+	if agg(a) == agg(o) {
+		return ""
+	}
+	return fmt.Sprintf(". MetalLB accepts it because the aggregation lengths differ (%s: %s, %s: %s, IPv4/IPv6), so the two advertise different prefixes; "+
+		"Herald compares localPref per pool, peers and nodes whatever the aggregation, and has no faithful equivalent. Workarounds that change which routes go where: give the two advertisements disjoint nodeSelectors or peers, "+
+		"or split the pool in two", p.Name, agg(a), p.Other, agg(o))
+}
+
+func derefInt32(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
 }

@@ -231,3 +231,47 @@ func TestInputErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalPrefConflict checks the report of two advertisements of one
+// pool with different localPref: MetalLB accepts them when their
+// aggregation lengths differ, Herald does not; the report says which and
+// why, and exits unfaithful.
+func TestLocalPrefConflict(t *testing.T) {
+	adv := func(name, extra string) string {
+		return `---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: ` + name + `, namespace: metallb-system}
+spec:
+  ipAddressPools: [p]
+` + extra
+	}
+	for _, tc := range []struct {
+		desc, docs string
+		wantHint   bool
+	}{
+		{"different aggregation", adv("a", "  localPref: 100\n  aggregationLength: 24\n") + adv("b", "  localPref: 200\n"), true},
+		{"same aggregation", adv("a", "  localPref: 100\n") + adv("b", "  localPref: 200\n"), false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			res := convertYAML(t, poolDoc("")+tc.docs)
+			if res.Report.Faithful() {
+				t.Fatalf("faithful, want a no-equivalent line: %+v", res.Report.Findings)
+			}
+			if len(res.Output.BGPAdvertisements) != 1 || res.Output.BGPAdvertisements[0].Name != "a" {
+				t.Errorf("advertisements = %v, want only a (the first)", res.Output.BGPAdvertisements)
+			}
+			var sb strings.Builder
+			if err := res.Report.WriteText(&sb); err != nil {
+				t.Fatal(err)
+			}
+			text := sb.String()
+			if !strings.Contains(text, "LocalPrefConflict") {
+				t.Errorf("report does not name the conflict:\n%s", text)
+			}
+			if got := strings.Contains(text, "MetalLB accepts it because the aggregation lengths differ (b: 32/128, a: 24/128"); got != tc.wantHint {
+				t.Errorf("hint = %v, want %v:\n%s", got, tc.wantHint, text)
+			}
+		})
+	}
+}

@@ -96,7 +96,8 @@ func (r *Report) Faithful() bool { return r.Count(NoEquivalent) == 0 }
 // do not carry but a switch-over must handle.
 func switchOverNotes() []string {
 	return []string{
-		"Service annotations: Herald honours metallb.io/loadBalancerIPs, address-pool and allow-shared-ip (with a MetalLBAnnotation warning event) and writes herald.io/ip-allocated-from-pool; it leaves MetalLB's metallb.io/ip-allocated-from-pool (and metallb.universe.tf/) annotation alone: remove it once MetalLB is gone (kubectl annotate svc -A --all metallb.io/ip-allocated-from-pool-).",
+		"Service annotations: Herald honours metallb.io/loadBalancerIPs, address-pool and allow-shared-ip (with a MetalLBAnnotation warning event) and writes herald.io/ip-allocated-from-pool; MetalLB's metallb.io/ip-allocated-from-pool (and metallb.universe.tf/) annotation stays until `kubectl herald migrate cleanup` removes it, once MetalLB's controller is stopped.",
+		"switch-over: `kubectl herald migrate plan` prints the steps for this cluster (no window without an announcement in L2, no route lost in BGP) and the rollback.",
 		"host ports: MetalLB's speaker listens on 7946 (memberlist, TCP and UDP), 7472 (metrics) and, in FRR mode, 7473 (FRR metrics) on the host network; Herald's speaker defaults to the same 7946, 7472 and 7473. To run both side by side, move Herald's (chart values speaker.memberlist.port, ports.metrics, ports.health; speaker flags --memberlist-port, --metrics-addr, --health-addr), for example to 7947, 7572 and 7573, and open the memberlist port between the nodes.",
 		"Secrets: a BGP password Secret must be copied to Herald's namespace (herald-system), type kubernetes.io/basic-auth, key \"password\".",
 	}
