@@ -93,6 +93,10 @@ func TestRotationLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	rotateAll() // every member accepts: all switch (a, b) or c switches, in turn
+	// Speakers drop the old key only once the others publish the new one in
+	// their metadata, after their packets under the old key are delivered;
+	// here the packets in flight get as long.
+	time.Sleep(200 * time.Millisecond)
 	rotateAll() // every member encrypts with the new key: the old one goes
 	fresh := Fingerprint(mustKey(t, newSecret))
 	for _, c := range cs {
