@@ -100,6 +100,9 @@ type Peer struct {
 	// routes while the session is down. Whole seconds, at most 4095s; zero
 	// means DefaultGracefulRestartTime.
 	GracefulRestartTime time.Duration
+	// DisableMP limits the session to the address family of Address: the
+	// prefixes of the other family are not sent on it.
+	DisableMP bool
 	// BFD, if set, runs a BFD session with the peer.
 	BFD *BFD
 	// NextHopIPv4 and NextHopIPv6, if set, are the next hops of this

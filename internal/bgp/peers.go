@@ -133,6 +133,7 @@ func changedFields(a, b *Peer) []string {
 	add("gracefulRestart", a.GracefulRestart != b.GracefulRestart || a.GracefulRestartTime != b.GracefulRestartTime)
 	add("bfd", (a.BFD == nil) != (b.BFD == nil) || (a.BFD != nil && *a.BFD != *b.BFD))
 	add("nextHop", a.NextHopIPv4 != b.NextHopIPv4 || a.NextHopIPv6 != b.NextHopIPv6)
+	add("disableMP", a.DisableMP != b.DisableMP)
 	if len(out) == 0 {
 		out = append(out, "configuration")
 	}
@@ -315,7 +316,15 @@ func (s *Speaker) apiPeer(p *Peer) *api.Peer {
 	if p.EBGPMultiHopTTL > 0 {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultiHopTTL)}
 	}
-	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
+	afis := []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6}
+	if p.DisableMP {
+		afis = afis[1:]
+		if p.Address.Is4() {
+			afis = afis[:0:0]
+			afis = append(afis, api.Family_AFI_IP)
+		}
+	}
+	for _, afi := range afis {
 		af := &api.AfiSafi{Config: &api.AfiSafiConfig{
 			Family:  &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST},
 			Enabled: true,
