@@ -109,10 +109,11 @@ func (r *BIRD) ProtocolState(ctx context.Context, name string) (state, info stri
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 4 && f[0] == name {
-			// name proto table state since info...
+			// name proto table state since info... ("since" may be one
+			// field or two)
 			info := ""
-			if len(f) >= 7 {
-				info = strings.Join(f[6:], " ")
+			if len(f) >= 6 {
+				info = strings.Join(f[5:], " ")
 			}
 			return f[3], info, nil
 		}
