@@ -124,15 +124,10 @@ func (r *BIRD) ProtocolState(ctx context.Context, name string) (state, info stri
 // RoutesFrom returns how many routes for prefix the router holds from
 // protocol (stale ones included).
 func (r *BIRD) RoutesFrom(ctx context.Context, prefix netip.Prefix, protocol string) (int, error) {
-	out, err := r.Birdc(ctx, fmt.Sprintf("show route %s protocol %s count", prefix, protocol))
+	out, err := r.Birdc(ctx, fmt.Sprintf("show route %s protocol %s", prefix, protocol))
 	if err != nil {
 		return 0, err
 	}
-	var n int
-	for _, line := range strings.Split(out, "\n") {
-		if _, err := fmt.Sscanf(strings.TrimSpace(line), "%d of", &n); err == nil {
-			return n, nil
-		}
-	}
-	return 0, fmt.Errorf("no count in %q", out)
+	// "203.0.113.128/32     unicast [node_node1 10:02:56.097] * (100) [AS64600i]"
+	return strings.Count(out, "["+protocol+" "), nil
 }
