@@ -49,7 +49,11 @@ func TestBGPRouters(t *testing.T) {
 	for _, n := range bed.Nodes {
 		frr = append(frr, fmt.Sprintf(" neighbor %s peer-group NODES", n.IP))
 	}
-	frr = append(frr, " neighbor NODES bfd", " neighbor NODES bfd profile fast")
+	// check-control-plane-failure: a BFD down while a neighbour is in
+	// graceful restart (its TCP session closed without a NOTIFICATION)
+	// is part of the restart, not a failure. Without it FRR drops the
+	// stale routes as soon as BFD goes down, AdminDown or not.
+	frr = append(frr, " neighbor NODES bfd", " neighbor NODES bfd profile fast", " neighbor NODES bfd check-control-plane-failure")
 	if err := bed.Router.Configure(ctx, frr...); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +315,10 @@ spec: {myASN: 64600, peerASN: %d, peerAddress: %s, holdTime: 9s, connectTime: 1s
 func birdProto(n *testbed.Node) string { return "node_" + n.Name }
 
 // birdConfig is BIRD's configuration: one BGP protocol per node with
-// graceful restart and BFD (300ms x 3), importing what the nodes send;
+// graceful restart and BFD (1s x 3), importing what the nodes send;
+// "bfd graceful" makes a BFD down start a graceful restart (BIRD, like
+// FRR, otherwise reads an AdminDown as a failure and flushes the routes);
+// with send > 0, also
 // with send > 0, also a static protocol of that many /32s exported to the
 // nodes.
 func birdConfig(bed *testbed.Bed, send int) string {
@@ -335,7 +342,7 @@ func birdConfig(bed *testbed.Bed, send int) string {
   neighbor %s as 64600;
   hold time 9; connect retry time 1; error wait time 1, 5;
   graceful restart on;
-  bfd on;
+  bfd graceful;
   ipv4 { import all; export %s; };
 }
 `, birdProto(n), testbed.BIRDFabricIP, testbed.BIRDASN, n.IP, export)

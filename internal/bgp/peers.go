@@ -195,7 +195,6 @@ var minStall = 15 * time.Second
 // De-configured. An established session gets one down event with cause.
 func (s *Speaker) deletePeer(ctx context.Context, e *peerEntry, cause string, readd bool) error {
 	p := &e.cfg
-	s.bfd.remove(p.Address)
 	s.sessMu.Lock()
 	was := s.sessions[p.Address]
 	s.sessMu.Unlock()
@@ -207,6 +206,9 @@ func (s *Speaker) deletePeer(ctx context.Context, e *peerEntry, cause string, re
 			s.log.Warn("BGP shutdown before re-adding", slog.String("peer", p.Name), slog.Any("error", err))
 		}
 	}
+	// BFD after BGP: a router that reads AdminDown first closes the BGP
+	// session itself (Cease / BFD down), and the real cause is lost.
+	s.bfd.remove(p.Address)
 	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
 		if b := p.BFD; b != nil {
 			_ = s.bfd.add(p.Address, p.SourceAddress, p.EBGPMultiHopTTL > 0, *b)

@@ -395,7 +395,7 @@ const AdminShutdownMessage = "Herald speaker stopping"
 
 // Shutdown withdraws every advertisement and closes every session, then
 // stops the server and every goroutine the Speaker started. BFD sessions
-// are stopped first with AdminDown, so that a router does not read the
+// are stopped last with AdminDown, so that a router does not read the
 // silence that follows as a failure. Sessions without graceful restart get
 // the explicit withdrawals, then a Cease / Administrative Shutdown
 // NOTIFICATION (RFC 8203, with AdminShutdownMessage); with graceful
@@ -425,7 +425,6 @@ func (s *Speaker) ShutdownFor(ctx context.Context, cause, message string) error 
 		gr = gr || p.cfg.GracefulRestart
 		s.setCause(p.cfg.Address, cause)
 	}
-	s.bfd.stopAll()
 	if !gr && len(s.routes) > 0 {
 		before, err := s.sentUpdates(ctx)
 		if err != nil {
@@ -450,6 +449,11 @@ func (s *Speaker) ShutdownFor(ctx context.Context, cause, message string) error 
 	if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{AllowGracefulRestart: true}); err != nil {
 		errs = append(errs, fmt.Errorf("stop BGP: %w", err))
 	}
+	// BFD last: a router that reads AdminDown while the BGP session is
+	// still up closes it at once (FRR and BIRD send Cease / BFD down),
+	// which would defeat graceful restart. After the TCP close, the router
+	// is in graceful-restart helper mode and reads AdminDown, not silence.
+	s.bfd.stopAll()
 	s.stopLocked(cause)
 	s.log.Info("BGP server stopped", slog.String("cause", cause))
 	return errors.Join(errs...)
