@@ -318,8 +318,7 @@ func birdProto(n *testbed.Node) string { return "node_" + n.Name }
 // graceful restart and BFD (1s x 3), importing what the nodes send;
 // "bfd graceful" makes a BFD down start a graceful restart (BIRD, like
 // FRR, otherwise reads an AdminDown as a failure and flushes the routes);
-// with send > 0, also
-// with send > 0, also a static protocol of that many /32s exported to the
+// with send > 0, also a static protocol of that many /24s exported to the
 // nodes.
 func birdConfig(bed *testbed.Bed, send int) string {
 	var s strings.Builder
