@@ -372,7 +372,17 @@ func (s *Speaker) onBFD(c bfdChange) {
 	if !c.failure || s.stopping.Load() {
 		return
 	}
-	s.setCause(c.peer, c.reason)
+	// A router whose BGP session Herald is closing (a changed peer) takes
+	// its BFD session down too; the cause Herald recorded stays.
+	s.sessMu.Lock()
+	_, pending := s.causes[c.peer]
+	if !pending {
+		s.causes[c.peer] = c.reason
+	}
+	s.sessMu.Unlock()
+	if pending {
+		return
+	}
 	err := s.srv.ResetPeer(context.Background(), &api.ResetPeerRequest{Address: c.peer.String(), Communication: "BFD down"})
 	if err != nil {
 		s.log.Warn("BGP reset after BFD down", slog.String("peer", name), slog.Any("error", err))
