@@ -31,8 +31,23 @@ type BFDProfileSpec struct {
 	// PassiveMode makes this end wait for the peer's first packet.
 	// +optional
 	PassiveMode bool `json:"passiveMode,omitempty"`
+	// EchoMode would turn on the BFD echo function (RFC 5880 section
+	// 6.4). Herald's BFD runs in the speaker process, not in the kernel's
+	// forwarding path, so it cannot loop echo packets: true is refused.
+	// Kept for MetalLB compatibility.
+	// +kubebuilder:validation:XValidation:rule="!self",message="echoMode is not supported: Herald's BFD runs in the speaker process and cannot loop echo packets; use shorter control intervals"
+	// +optional
+	EchoMode bool `json:"echoMode,omitempty"`
+	// EchoInterval would be the echo interval, in milliseconds; ignored
+	// without echoMode. Kept for MetalLB compatibility.
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=60000
+	// +optional
+	EchoInterval *int32 `json:"echoInterval,omitempty"`
 
-	// MinimumTTL is the lowest TTL accepted on multihop sessions.
+	// MinimumTTL is the lowest TTL accepted on multihop sessions (a
+	// BGPPeer with ebgpMultiHop); packets with a lower TTL are dropped.
+	// Single-hop sessions accept TTL 255 only (RFC 5881 section 5, GTSM).
 	// Default 254.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=254

@@ -6,7 +6,8 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // router.
 //
 // +kubebuilder:validation:XValidation:rule="!(has(self.password) && has(self.passwordSecret))",message="password and passwordSecret are mutually exclusive: set one",fieldPath=`.passwordSecret`
-// +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || duration(self.holdTime) == duration('0s') || duration(self.holdTime) >= duration('3s')",message="holdTime must be 0 (no keepalives) or at least 3s",fieldPath=`.holdTime`
+// +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || duration(self.holdTime) >= duration('3s')",message="holdTime must be at least 3s (0, no keepalives, is not supported by Herald's BGP implementation)",fieldPath=`.holdTime`
+// +kubebuilder:validation:XValidation:rule="!has(self.gracefulRestartTime) || (has(self.enableGracefulRestart) && self.enableGracefulRestart)",message="gracefulRestartTime needs enableGracefulRestart: true",fieldPath=`.gracefulRestartTime`
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) <= duration(self.holdTime)",message="keepaliveTime must not be greater than holdTime",fieldPath=`.keepaliveTime`
 // +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || ip(self.sourceAddress).family() == ip(self.peerAddress).family()",message="sourceAddress must be of the same IP family as peerAddress",fieldPath=`.sourceAddress`
 // +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !self.ebgpMultiHop || self.myASN != self.peerASN",message="ebgpMultiHop applies to eBGP sessions only (myASN equals peerASN)",fieldPath=`.ebgpMultiHop`
@@ -40,7 +41,8 @@ type BGPPeerSpec struct {
 	// +optional
 	SourceAddress string `json:"sourceAddress,omitempty"`
 
-	// HoldTime is the BGP hold time: 0, or at least 3s. Default 90s.
+	// HoldTime is the BGP hold time: at least 3s. Default 90s. (MetalLB
+	// also accepts 0, no keepalives; Herald refuses it.)
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +optional
@@ -97,6 +99,24 @@ type BGPPeerSpec struct {
 	// the router keeps the routes while a speaker restarts.
 	// +optional
 	EnableGracefulRestart bool `json:"enableGracefulRestart,omitempty"`
+
+	// GracefulRestartTime is the restart time announced with graceful
+	// restart: how long the router keeps a stopped speaker's routes as
+	// stale before it drops them. A speaker restart (a rollout) must bring
+	// the session back within it. Default 120s; at most 4095s. Needs
+	// enableGracefulRestart.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="gracefulRestartTime must be within 1s..4095s"
+	// +optional
+	GracefulRestartTime *metav1.Duration `json:"gracefulRestartTime,omitempty"`
+
+	// DisableMP turns multiprotocol BGP off for this session: it carries
+	// only the prefixes of its own address family (IPv4 over an IPv4
+	// session, IPv6 over an IPv6 one). Use one BGPPeer per family for a
+	// router that needs a session per family.
+	// +optional
+	DisableMP bool `json:"disableMP,omitempty"`
 }
 
 // SecretRef names a Secret in Herald's own namespace.

@@ -86,6 +86,11 @@ func (in *BFDProfileSpec) DeepCopyInto(out *BFDProfileSpec) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.EchoInterval != nil {
+		in, out := &in.EchoInterval, &out.EchoInterval
+		*out = new(int32)
+		**out = **in
+	}
 	if in.MinimumTTL != nil {
 		in, out := &in.MinimumTTL, &out.MinimumTTL
 		*out = new(int32)
@@ -320,6 +325,11 @@ func (in *BGPPeerSpec) DeepCopyInto(out *BGPPeerSpec) {
 	if in.PasswordSecret != nil {
 		in, out := &in.PasswordSecret, &out.PasswordSecret
 		*out = new(SecretRef)
+		**out = **in
+	}
+	if in.GracefulRestartTime != nil {
+		in, out := &in.GracefulRestartTime, &out.GracefulRestartTime
+		*out = new(v1.Duration)
 		**out = **in
 	}
 }

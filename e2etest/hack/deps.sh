@@ -7,7 +7,7 @@
 #                   real-nodes bed (each node runs its own containerd; the
 #                   packaged service is never started)
 set -euo pipefail
-PACKAGES=(etcd-server frr iptables nftables conntrack iproute2 procps arping ndisc6 tcpdump gobgpd curl ethtool util-linux)
+PACKAGES=(etcd-server frr bird2 iptables nftables conntrack iproute2 procps arping ndisc6 tcpdump gobgpd curl ethtool util-linux)
 NODE_PACKAGES=(containerd runc containernetworking-plugins)
 if [[ "${1:-}" == nodes ]]; then
 	PACKAGES+=("${NODE_PACKAGES[@]}")

@@ -85,6 +85,20 @@ func TestBFD(t *testing.T) {
 	if speakerTook > 2*time.Second {
 		t.Errorf("speaker took %v to drop the session, want < 2 s with BFD 300ms x3", speakerTook)
 	}
+
+	// Back up, then stop the speaker: its BFD says AdminDown at once, so
+	// the router's BFD leaves Up well before a detection time (900 ms)
+	// of silence could have expired.
+	speaker.send(t, "UNCUT")
+	router.expect(t, "BFD_UP", 30*time.Second)
+	speaker.send(t, "STOP")
+	stopped := speaker.expect(t, "STOPPED", 10*time.Second)
+	down := router.expect(t, "BFD_DOWN", 5*time.Second)
+	took := time.Duration(down.nanos - stopped.nanos)
+	t.Logf("speaker stopped: router's BFD down %v after Shutdown returned", took.Round(time.Millisecond))
+	if took > 400*time.Millisecond {
+		t.Errorf("router's BFD left Up %v after the stop: no AdminDown (silence takes 900 ms)", took)
+	}
 }
 
 type bfdHelper struct {
@@ -266,14 +280,16 @@ func bfdRouter(ctx context.Context, bfd *api.BfdPeerConfig, say func(string, ...
 			return 0
 		case <-tick.C:
 		}
-		if !bfdUp {
-			srv.ListBfdPeer(ctx, func(addr string, st *api.BfdPeerState) {
-				if st.GetSessionState() == api.BfdSessionState_BFD_SESSION_STATE_UP {
-					bfdUp = true
-					say("BFD_UP", addr)
-				}
-			})
-		}
+		srv.ListBfdPeer(ctx, func(addr string, st *api.BfdPeerState) {
+			up := st.GetSessionState() == api.BfdSessionState_BFD_SESSION_STATE_UP
+			switch {
+			case up && !bfdUp:
+				say("BFD_UP", addr)
+			case !up && bfdUp:
+				say("BFD_DOWN", addr)
+			}
+			bfdUp = up
+		})
 		n := 0
 		_ = srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: bgp.RF_IPv4_UC},
 			func(nlri bgp.NLRI, _ []*apiutil.Path) {
@@ -339,6 +355,20 @@ func bfdSpeaker(ctx context.Context, cmds <-chan string, say func(string, ...any
 		case <-ctx.Done():
 			return 0
 		case c := <-cmds:
+			if c == "UNCUT" {
+				if out, err := exec.Command("ip", "link", "set", bfdIfName, "up").CombinedOutput(); err != nil {
+					return fail(fmt.Errorf("link up: %w: %s", err, out))
+				}
+				continue
+			}
+			if c == "STOP" {
+				say("STOP")
+				if err := s.Shutdown(ctx); err != nil {
+					return fail(err)
+				}
+				say("STOPPED")
+				continue
+			}
 			if c != "CUT" {
 				continue
 			}

@@ -24,11 +24,30 @@ type Config struct {
 	// ListenAddresses are the addresses to listen on when ListenPort is
 	// set. Empty means every address.
 	ListenAddresses []netip.Addr
+	// MaxReceivedPrefixes is the most prefixes a peer may send, per
+	// family, before the speaker closes that session with a Cease /
+	// Maximum Number of Prefixes Reached NOTIFICATION (RFC 4486). The
+	// speaker imports no route (its import policy rejects everything), but
+	// GoBGP keeps what a peer sends in that peer's Adj-RIB-In: the guard
+	// bounds the memory a misconfigured or hostile router can take. Zero
+	// means DefaultMaxReceivedPrefixes.
+	MaxReceivedPrefixes uint32
 	// OnSessionEvent, if set, is called for every session state change,
 	// in order, from a goroutine owned by the Speaker. It must not block
 	// for long: it delays the next events (never BGP itself).
 	OnSessionEvent func(SessionEvent)
 }
+
+// DefaultMaxReceivedPrefixes is Config.MaxReceivedPrefixes when zero.
+const DefaultMaxReceivedPrefixes = 1000
+
+// DefaultGracefulRestartTime is Peer.GracefulRestartTime when zero: the
+// restart time FRR and BIRD use by default.
+const DefaultGracefulRestartTime = 120 * time.Second
+
+// maxGracefulRestartTime is the largest restart time the capability can
+// carry (12 bits of seconds, RFC 4724 section 3).
+const maxGracefulRestartTime = 4095 * time.Second
 
 func (c Config) validate() error {
 	if !c.RouterID.Is4() {
@@ -76,6 +95,14 @@ type Peer struct {
 	// for both families; Shutdown then closes the session without a
 	// NOTIFICATION so the router keeps the routes as stale.
 	GracefulRestart bool
+	// GracefulRestartTime is the restart time announced with the
+	// graceful-restart capability: how long the router keeps the stale
+	// routes while the session is down. Whole seconds, at most 4095s; zero
+	// means DefaultGracefulRestartTime.
+	GracefulRestartTime time.Duration
+	// DisableMP limits the session to the address family of Address: the
+	// prefixes of the other family are not sent on it.
+	DisableMP bool
 	// BFD, if set, runs a BFD session with the peer.
 	BFD *BFD
 	// NextHopIPv4 and NextHopIPv6, if set, are the next hops of this
@@ -86,10 +113,11 @@ type Peer struct {
 	NextHopIPv4, NextHopIPv6 netip.Addr
 }
 
-// BFD configures a BFD session (RFC 5880) alongside a BGP session.
-// GoBGP's BFD runs on Go timers in the speaker process: at 100 ms x 3 it
-// flapped now and then on a 2-CPU test machine under heavy load, while
-// 300 ms x 3 held; prefer 300 ms or more on busy nodes.
+// BFD configures a BFD session (RFC 5880) alongside a BGP session, run by
+// the Speaker's own BFD (see bfd.go), not GoBGP's. It runs on Go timers in
+// the speaker process: at 100 ms x 3 GoBGP's flapped now and then on a
+// 2-CPU test machine under heavy load, while 300 ms x 3 held; prefer
+// 300 ms or more on busy nodes.
 type BFD struct {
 	// ReceiveInterval is the minimum interval between received control
 	// packets; zero means 1s (GoBGP's default). Microsecond resolution.
@@ -100,12 +128,11 @@ type BFD struct {
 	// DetectMultiplier is the number of missed packets that declares the
 	// session down; zero means 3.
 	DetectMultiplier uint8
-	// PassiveMode would wait for the peer to send first. GoBGP v4's BFD
-	// always sends, so SetPeers rejects a peer with PassiveMode.
+	// PassiveMode waits for the router's first packet before sending.
 	PassiveMode bool
-	// MinimumTTL is the lowest TTL accepted on received packets. GoBGP v4
-	// sends with TTL 255 but does not check received TTLs, so this value is
-	// accepted and not enforced.
+	// MinimumTTL is the lowest TTL accepted on received packets of a
+	// multihop session (a peer with EBGPMultiHopTTL); zero means 1.
+	// Single-hop sessions accept TTL 255 only (RFC 5881 section 5).
 	MinimumTTL uint8
 	// Port is the peer's BFD UDP port; zero means 3784 (RFC 5881).
 	Port uint16
@@ -136,10 +163,10 @@ func (p *Peer) validate() error {
 	if p.KeepaliveTime != 0 && p.HoldTime != 0 && p.KeepaliveTime > p.HoldTime {
 		return fmt.Errorf("keepaliveTime %v: must not exceed holdTime %v", p.KeepaliveTime, p.HoldTime)
 	}
+	if p.GracefulRestartTime < 0 || p.GracefulRestartTime > maxGracefulRestartTime {
+		return fmt.Errorf("gracefulRestartTime %v: must be within 0..%v", p.GracefulRestartTime, maxGracefulRestartTime)
+	}
 	if b := p.BFD; b != nil {
-		if b.PassiveMode {
-			return errors.New("bfd passiveMode: not supported by GoBGP's BFD")
-		}
 		if b.ReceiveInterval < 0 || b.TransmitInterval < 0 {
 			return errors.New("bfd intervals: must not be negative")
 		}

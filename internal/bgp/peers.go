@@ -4,19 +4,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
 )
 
+// PeerErrors maps the name of each peer that SetPeers could not apply as
+// asked to why. The peers not named were applied.
+type PeerErrors map[string]error
+
+func (e PeerErrors) Error() string {
+	names := slices.Sorted(maps.Keys(e))
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("peer %q: %v", n, e[n]))
+	}
+	return strings.Join(parts, "; ")
+}
+
 // SetPeers makes the speaker's sessions match peers, the full desired set.
 // A peer is identified by Name: a new name is added, a missing name is
-// removed (with a Cease NOTIFICATION), and a peer whose configuration
-// changed is removed and added again, which resets that session only.
-// Peers that did not change are not touched. An invalid peer is skipped
-// and reported in the returned error; the others are still applied.
+// removed (with a Cease / Peer De-configured NOTIFICATION), and a peer
+// whose configuration changed is shut down (Cease / Administrative
+// Shutdown naming what changed) and added again, which resets that
+// session only. Peers that did not change are not touched.
+//
+// The error is nil, an error that concerns the whole call (the speaker is
+// not running), or a PeerErrors naming each peer that is not applied as
+// asked (invalid, or GoBGP refused it). A peer that failed to be added is
+// not remembered, so the next call with it tries again.
 func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -24,7 +45,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		return err
 	}
 
-	var errs []error
+	errs := PeerErrors{}
 	want := make(map[string]*Peer, len(peers))
 	addrs := make(map[netip.Addr]string, len(peers))
 	for i := range peers {
@@ -32,15 +53,15 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 		p.Address = p.Address.Unmap()
 		p.SourceAddress = p.SourceAddress.Unmap()
 		if err := p.validate(); err != nil {
-			errs = append(errs, fmt.Errorf("peer %q: %w", p.Name, err))
+			errs[p.Name] = err
 			continue
 		}
 		if _, dup := want[p.Name]; dup {
-			errs = append(errs, fmt.Errorf("peer %q: duplicate name", p.Name))
+			errs[p.Name] = errors.New("duplicate name")
 			continue
 		}
 		if other, dup := addrs[p.Address]; dup {
-			errs = append(errs, fmt.Errorf("peer %q: address %v already used by peer %q", p.Name, p.Address, other))
+			errs[p.Name] = fmt.Errorf("address %v already used by peer %q", p.Address, other)
 			continue
 		}
 		want[p.Name] = &p
@@ -57,8 +78,14 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	}
 	slices.Sort(gone)
 	for _, name := range gone {
-		if err := s.deletePeer(ctx, s.peers[name]); err != nil {
-			errs = append(errs, fmt.Errorf("peer %q: remove: %w", name, err))
+		cur := s.peers[name]
+		cause := "BGPPeer " + name + " removed"
+		if w, ok := want[name]; ok {
+			cause = "BGPPeer " + name + " changed (" + strings.Join(changedFields(&cur.cfg, w), ", ") + ")"
+		}
+		if err := s.deletePeer(ctx, cur, cause, ok(want, name)); err != nil {
+			errs[name] = fmt.Errorf("remove: %w", err)
+			delete(want, name) // still configured the old way: not re-added now
 		}
 	}
 	names := make([]string, 0, len(want))
@@ -70,13 +97,51 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 	slices.Sort(names)
 	for _, name := range names {
 		if err := s.addPeer(ctx, want[name]); err != nil {
-			errs = append(errs, fmt.Errorf("peer %q: add: %w", name, err))
+			errs[name] = fmt.Errorf("add: %w", err)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs
 }
 
-// addPeer installs p's export statements, then the GoBGP neighbor.
+func ok[V any](m map[string]V, k string) bool {
+	_, found := m[k]
+	return found
+}
+
+// changedFields names the fields that differ between two configurations
+// of one peer, without their values (a password stays secret).
+func changedFields(a, b *Peer) []string {
+	var out []string
+	add := func(name string, differs bool) {
+		if differs {
+			out = append(out, name)
+		}
+	}
+	add("myASN", a.MyASN != b.MyASN)
+	add("peerASN", a.PeerASN != b.PeerASN)
+	add("address", a.Address != b.Address)
+	add("port", a.Port != b.Port)
+	add("sourceAddress", a.SourceAddress != b.SourceAddress)
+	add("holdTime", a.HoldTime != b.HoldTime)
+	add("keepaliveTime", a.KeepaliveTime != b.KeepaliveTime)
+	add("connectTime", a.ConnectTime != b.ConnectTime)
+	add("password", a.Password != b.Password)
+	add("ebgpMultiHop", a.EBGPMultiHopTTL != b.EBGPMultiHopTTL)
+	add("gracefulRestart", a.GracefulRestart != b.GracefulRestart || a.GracefulRestartTime != b.GracefulRestartTime)
+	add("bfd", (a.BFD == nil) != (b.BFD == nil) || (a.BFD != nil && *a.BFD != *b.BFD))
+	add("nextHop", a.NextHopIPv4 != b.NextHopIPv4 || a.NextHopIPv6 != b.NextHopIPv6)
+	add("disableMP", a.DisableMP != b.DisableMP)
+	if len(out) == 0 {
+		out = append(out, "configuration")
+	}
+	return out
+}
+
+// addPeer installs p's export statements, then the GoBGP neighbor, then
+// its BFD session.
 func (s *Speaker) addPeer(ctx context.Context, p *Peer) error {
 	if other, ok := s.byAddr[p.Address]; ok {
 		return fmt.Errorf("address %v already used by peer %q", p.Address, other.cfg.Name)
@@ -85,40 +150,99 @@ func (s *Speaker) addPeer(ctx context.Context, p *Peer) error {
 	if err := s.addPeerPolicy(ctx, id, p); err != nil {
 		return err
 	}
-	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+	if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)}); err != nil {
 		if perr := s.deletePeerPolicy(ctx, id, p); perr != nil {
-			s.log.Warn("cleaning up peer policy", "peer", p.Name, "error", perr)
+			s.log.Warn("cleaning up peer policy", slog.String("peer", p.Name), slog.Any("error", perr))
 		}
 		return err
+	}
+	if b := p.BFD; b != nil {
+		if err := s.bfd.add(p.Address, p.SourceAddress, p.EBGPMultiHopTTL > 0, *b); err != nil {
+			_ = s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()})
+			if perr := s.deletePeerPolicy(ctx, id, p); perr != nil {
+				s.log.Warn("cleaning up peer policy", slog.String("peer", p.Name), slog.Any("error", perr))
+			}
+			return err
+		}
 	}
 	e := &peerEntry{cfg: *p, id: id}
 	s.peers[p.Name] = e
 	s.byAddr[p.Address] = e
 	s.sessMu.Lock()
 	s.names[p.Address] = p.Name
+	s.sessions[p.Address] = StateIdle
+	delete(s.lastDown, p.Address)
+	s.watch[p.Address] = &stallWatch{since: time.Now(), after: stallAfter(p), password: p.Password != ""}
 	s.sessMu.Unlock()
-	s.log.Info("BGP peer added", "peer", p.Name, "address", p.Address, "peerASN", p.PeerASN,
-		"myASN", s.localASN(p), "bfd", p.BFD != nil)
+	s.log.Info("BGP peer added", slog.String("peer", p.Name), slog.String("address", p.Address.String()),
+		slog.Uint64("peerASN", uint64(p.PeerASN)), slog.Uint64("myASN", uint64(s.localASN(p))), slog.Bool("bfd", p.BFD != nil))
 	return nil
 }
 
-// deletePeer removes the GoBGP neighbor (GoBGP sends Cease / Peer
-// De-configured), then its export statements.
-func (s *Speaker) deletePeer(ctx context.Context, e *peerEntry) error {
+// stallAfter is how long a session of p may stay down before the speaker
+// explains it: two connection attempts, at least 15s.
+func stallAfter(p *Peer) time.Duration {
+	return max(minStall, 2*p.ConnectTime)
+}
+
+// minStall is the shortest wait before a session that does not come up
+// is explained; tests shorten it.
+var minStall = 15 * time.Second
+
+// deletePeer removes the GoBGP neighbor, then its export statements. A
+// peer that is changed (readd) first gets a Cease / Administrative
+// Shutdown naming the change; a removed one gets GoBGP's Cease / Peer
+// De-configured. An established session gets one down event with cause.
+func (s *Speaker) deletePeer(ctx context.Context, e *peerEntry, cause string, readd bool) error {
 	p := &e.cfg
+	s.sessMu.Lock()
+	was := s.sessions[p.Address]
+	s.sessMu.Unlock()
+	if was == StateEstablished {
+		s.setCause(p.Address, cause)
+	}
+	if readd {
+		if err := s.adminShutdown(ctx, []string{p.Address.String()}, cause); err != nil {
+			s.log.Warn("BGP shutdown before re-adding", slog.String("peer", p.Name), slog.Any("error", err))
+		}
+	}
+	// BFD after BGP: a router that reads AdminDown first closes the BGP
+	// session itself (Cease / BFD down), and the real cause is lost.
+	s.bfd.remove(p.Address)
 	if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
+		if b := p.BFD; b != nil {
+			_ = s.bfd.add(p.Address, p.SourceAddress, p.EBGPMultiHopTTL > 0, *b)
+		}
 		return err
 	}
 	delete(s.peers, p.Name)
 	delete(s.byAddr, p.Address)
+	// The session's down event comes from GoBGP, with the cause set above;
+	// wait for the dispatcher to report it under the peer's name before
+	// forgetting the name. If it does not come, say it ourselves.
+	reported := was != StateEstablished
+	for deadline := time.Now().Add(time.Second); !reported && time.Now().Before(deadline); {
+		s.sessMu.Lock()
+		reported = s.sessions[p.Address] != StateEstablished
+		s.sessMu.Unlock()
+		if !reported {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	s.sessMu.Lock()
 	delete(s.names, p.Address)
 	delete(s.sessions, p.Address)
+	delete(s.causes, p.Address)
+	delete(s.lastDown, p.Address)
+	delete(s.watch, p.Address)
 	s.sessMu.Unlock()
-	if err := s.deletePeerPolicy(ctx, e.id, p); err != nil {
-		s.log.Warn("removing peer policy", "peer", p.Name, "error", err)
+	if !reported {
+		s.queue(rawEvent{addr: p.Address, name: p.Name, old: StateEstablished, state: StateIdle, reason: cause})
 	}
-	s.log.Info("BGP peer removed", "peer", p.Name, "address", p.Address)
+	if err := s.deletePeerPolicy(ctx, e.id, p); err != nil {
+		s.log.Warn("removing peer policy", slog.String("peer", p.Name), slog.Any("error", err))
+	}
+	s.log.Info("BGP peer removed", slog.String("peer", p.Name), slog.String("address", p.Address.String()), slog.String("cause", cause))
 	return nil
 }
 
@@ -163,8 +287,13 @@ func idleHoldAfterReset(p *Peer) uint64 {
 	return max(seconds(d), 1)
 }
 
-// apiPeer converts p to GoBGP's AddPeer request.
-func apiPeer(p *Peer) *api.Peer {
+// apiPeer converts p to GoBGP's AddPeer request. BFD is not GoBGP's: see
+// bfd.go.
+func (s *Speaker) apiPeer(p *Peer) *api.Peer {
+	maxPrefixes := s.cfg.MaxReceivedPrefixes
+	if maxPrefixes == 0 {
+		maxPrefixes = DefaultMaxReceivedPrefixes
+	}
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
@@ -189,27 +318,30 @@ func apiPeer(p *Peer) *api.Peer {
 	if p.EBGPMultiHopTTL > 0 {
 		ap.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultiHopTTL)}
 	}
-	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
+	afis := []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6}
+	if p.DisableMP {
+		afis = afis[1:]
+		if p.Address.Is4() {
+			afis = afis[:0:0]
+			afis = append(afis, api.Family_AFI_IP)
+		}
+	}
+	for _, afi := range afis {
 		af := &api.AfiSafi{Config: &api.AfiSafiConfig{
 			Family:  &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST},
 			Enabled: true,
-		}}
+		}, PrefixLimits: &api.PrefixLimit{MaxPrefixes: maxPrefixes}}
 		if p.GracefulRestart {
 			af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 		}
 		ap.AfiSafis = append(ap.AfiSafis, af)
 	}
 	if p.GracefulRestart {
-		ap.GracefulRestart = &api.GracefulRestart{Enabled: true}
-	}
-	if b := p.BFD; b != nil {
-		ap.Bfd = &api.BfdPeerConfig{
-			Enabled:                  true,
-			Port:                     uint32(b.Port),
-			DesiredMinimumTxInterval: uint32(b.TransmitInterval / time.Microsecond),
-			RequiredMinimumReceive:   uint32(b.ReceiveInterval / time.Microsecond),
-			DetectionMultiplier:      uint32(b.DetectMultiplier),
+		rt := p.GracefulRestartTime
+		if rt == 0 {
+			rt = DefaultGracefulRestartTime
 		}
+		ap.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(seconds(rt))}
 	}
 	return ap
 }

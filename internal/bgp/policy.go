@@ -28,10 +28,11 @@ const (
 	markerOwnNextHop = 1
 	firstPeerID      = 2
 
-	policyPeers = "herald-peers" // per-peer statements: restriction, next hop
-	policyStrip = "herald-strip" // removes the markers
-	setMarkers  = "herald-markers"
-	setOwnNH    = "herald-own-nexthop"
+	policyPeers  = "herald-peers"  // per-peer statements: restriction, next hop
+	policyStrip  = "herald-strip"  // removes the markers
+	policyImport = "herald-import" // accepts the speaker's own paths only
+	setMarkers   = "herald-markers"
+	setOwnNH     = "herald-own-nexthop"
 )
 
 // markerRegexp matches every marker.
@@ -51,7 +52,7 @@ func stmtName(id uint32, what string) string {
 
 // installPolicy defines the marker set and the two export policies, and
 // assigns them, in order, as the global export policy with a default of
-// accept.
+// accept; the global import policy rejects everything.
 func (s *Speaker) installPolicy(ctx context.Context) error {
 	for _, d := range []*api.DefinedSet{
 		{DefinedType: api.DefinedType_DEFINED_TYPE_LARGE_COMMUNITY, Name: setMarkers, List: []string{markerRegexp}},
@@ -76,11 +77,31 @@ func (s *Speaker) installPolicy(ctx context.Context) error {
 			return fmt.Errorf("policy %s: %w", p.Name, err)
 		}
 	}
-	return s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+	err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
 		Name:          "global",
 		Direction:     api.PolicyDirection_POLICY_DIRECTION_EXPORT,
 		Policies:      []*api.Policy{{Name: policyPeers}, {Name: policyStrip}},
 		DefaultAction: api.RouteAction_ROUTE_ACTION_ACCEPT,
+	}})
+	if err != nil {
+		return err
+	}
+	// Herald only announces: no received route enters the RIB, so nothing
+	// a router sends is ever selected, re-advertised or installed. GoBGP
+	// runs its own paths through the import policy too: those pass.
+	local := &api.Policy{Name: policyImport, Statements: []*api.Statement{{
+		Name:       policyImport,
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
+	}}}
+	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: local}); err != nil {
+		return fmt.Errorf("policy %s: %w", policyImport, err)
+	}
+	return s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name:          "global",
+		Direction:     api.PolicyDirection_POLICY_DIRECTION_IMPORT,
+		Policies:      []*api.Policy{{Name: policyImport}},
+		DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT,
 	}})
 }
 

@@ -2,8 +2,10 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -413,6 +415,8 @@ func TestShutdownWithdrawsAndCeases(t *testing.T) {
 	down := lastDown(r.eventLog())
 	if down == nil || down.reason != api.PeerState_DISCONNECT_REASON_NOTIFICATION_RECEIVED {
 		t.Errorf("router saw %+v, want a NOTIFICATION (Cease)", down)
+	} else if !strings.Contains(down.msg, "administrative shutdown") {
+		t.Errorf("router read %q, want Cease / Administrative Shutdown with %q (RFC 8203)", down.msg, AdminShutdownMessage)
 	}
 	mu.Lock()
 	if !slices.Equal(wire, []string{"198.51.100.0/24"}) {
@@ -519,12 +523,18 @@ func TestValidation(t *testing.T) {
 		{"no peer ASN", []Peer{{Name: "a", Address: netip.MustParseAddr("127.0.0.9")}}},
 		{"duplicate name", []Peer{good, good}},
 		{"duplicate address", []Peer{good, {Name: "b", PeerASN: 1, Address: good.Address}}},
-		{"passive BFD", []Peer{{Name: "a", PeerASN: 1, Address: good.Address, BFD: &BFD{PassiveMode: true}}}},
+		{"graceful-restart time over 4095s", []Peer{{Name: "a", PeerASN: 1, Address: good.Address, GracefulRestart: true, GracefulRestartTime: 4096 * time.Second}}},
 		{"short hold time", []Peer{{Name: "a", PeerASN: 1, Address: good.Address, HoldTime: time.Second}}},
 		{"source of another family", []Peer{{Name: "a", PeerASN: 1, Address: good.Address, SourceAddress: netip.MustParseAddr("::1")}}},
 	} {
-		if err := s.SetPeers(ctx, tc.peers); err == nil {
-			t.Errorf("%s: SetPeers succeeded", tc.desc)
+		err := s.SetPeers(ctx, tc.peers)
+		var pe PeerErrors
+		if !errors.As(err, &pe) {
+			t.Errorf("%s: SetPeers returned %v, want PeerErrors", tc.desc, err)
+			continue
+		}
+		if name := tc.peers[len(tc.peers)-1].Name; pe[name] == nil {
+			t.Errorf("%s: no error for peer %q in %v", tc.desc, name, pe)
 		}
 	}
 	if err := s.SetPeers(ctx, nil); err != nil {

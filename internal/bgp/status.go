@@ -74,18 +74,6 @@ const (
 	BFDUp        BFDState = "Up"
 )
 
-func bfdStateFromAPI(s api.BfdSessionState) BFDState {
-	switch s {
-	case api.BfdSessionState_BFD_SESSION_STATE_UP:
-		return BFDUp
-	case api.BfdSessionState_BFD_SESSION_STATE_INIT:
-		return BFDInit
-	case api.BfdSessionState_BFD_SESSION_STATE_ADMIN_DOWN:
-		return BFDAdminDown
-	}
-	return BFDDown
-}
-
 // SessionEvent reports one state change of one session.
 type SessionEvent struct {
 	// Peer is the peer's Name ("" if it was removed meanwhile).
@@ -94,8 +82,14 @@ type SessionEvent struct {
 	Address netip.Addr
 	// State is the new state; OldState the one before.
 	State, OldState SessionState
-	// Reason says why a session left Established, when GoBGP knows.
+	// Reason says why a session left Established: the cause when Herald
+	// caused it (a peer removed or changed, the speaker stopping, BFD down),
+	// else what GoBGP saw (a NOTIFICATION, the hold timer). For a Stalled
+	// event, why the session does not come up.
 	Reason string
+	// Stalled marks the one event of a session that has not come up for a
+	// while (State equals OldState): see Reason.
+	Stalled bool
 	// Time is when the Speaker saw the change.
 	Time time.Time
 }
@@ -186,8 +180,16 @@ func (s *Speaker) Status(ctx context.Context) ([]PeerStatus, error) {
 			st.PrefixesSent[name] = af.GetState().GetAdvertised()
 			st.PrefixesReceived[name] = af.GetState().GetReceived()
 		}
-		if p.GetBfd().GetEnabled() {
-			st.BFD = bfdStateFromAPI(p.GetState().GetBfdState().GetSessionState())
+		if why := s.lastError(addr); why != "" {
+			st.LastError = why
+		}
+		if b, ok := s.bfd.state(addr); ok {
+			st.BFD = b
+		}
+		if st.State != StateEstablished {
+			if why := s.stallExplanation(addr); why != "" {
+				st.LastError = why
+			}
 		}
 		out = append(out, st)
 	})

@@ -79,9 +79,12 @@ type Input struct {
 
 // Peer defaults, as in BGP practice and MetalLB.
 const (
-	DefaultPeerPort    = 179
-	DefaultHoldTime    = 90 * time.Second
-	DefaultConnectTime = 120 * time.Second
+	DefaultPeerPort = 179
+	DefaultHoldTime = 90 * time.Second
+	// DefaultGracefulRestartTime is the restart time announced with
+	// graceful restart: FRR's and BIRD's default.
+	DefaultGracefulRestartTime = 120 * time.Second
+	DefaultConnectTime         = 120 * time.Second
 )
 
 // Build validates in and returns a snapshot plus the problems found, sorted
@@ -184,6 +187,9 @@ func (b *builder) buildBFDProfiles(cfg *Config) {
 			ReceiveInterval:  time.Duration(derefOr(s.ReceiveInterval, 300)) * time.Millisecond,
 			TransmitInterval: time.Duration(derefOr(s.TransmitInterval, 300)) * time.Millisecond,
 			PassiveMode:      s.PassiveMode,
+		}
+		if s.EchoMode {
+			o.add("spec.echoMode", ReasonInvalidField, "is not supported: Herald's BFD runs in the speaker process and cannot loop echo packets; use shorter control intervals")
 		}
 		checkInterval := func(field string, v *int32) {
 			if v != nil && (*v < 10 || *v > 60000) {
@@ -601,6 +607,20 @@ func (b *builder) buildPeer(o *objErrs, obj *v1beta1.BGPPeer, cfg *Config) *Peer
 		ConnectTime:     DefaultConnectTime,
 		EBGPMultiHop:    s.EBGPMultiHop,
 		GracefulRestart: s.EnableGracefulRestart,
+		DisableMP:       s.DisableMP,
+	}
+	if s.EnableGracefulRestart {
+		p.GracefulRestartTime = DefaultGracefulRestartTime
+	}
+	if s.GracefulRestartTime != nil {
+		switch d := s.GracefulRestartTime.Duration; {
+		case !s.EnableGracefulRestart:
+			o.add("spec.gracefulRestartTime", ReasonInvalidField, "needs enableGracefulRestart: true")
+		case d < time.Second || d > 4095*time.Second:
+			o.add("spec.gracefulRestartTime", ReasonInvalidField, "must be within 1s..4095s (12 bits of seconds, RFC 4724), got %s", d)
+		default:
+			p.GracefulRestartTime = d.Truncate(time.Second)
+		}
 	}
 	asn := func(field string, v int64) uint32 {
 		if v < 1 || v > 4294967295 {
@@ -636,8 +656,11 @@ func (b *builder) buildPeer(o *objErrs, obj *v1beta1.BGPPeer, cfg *Config) *Peer
 	}
 	if s.HoldTime != nil {
 		p.HoldTime = s.HoldTime.Duration
-		if p.HoldTime != 0 && p.HoldTime < 3*time.Second {
-			o.add("spec.holdTime", ReasonInvalidField, "must be 0 or at least 3s, got %s", p.HoldTime)
+		switch {
+		case p.HoldTime == 0:
+			o.add("spec.holdTime", ReasonInvalidField, "0 (no keepalives) is not supported by Herald's BGP implementation (GoBGP); use at least 3s")
+		case p.HoldTime < 3*time.Second:
+			o.add("spec.holdTime", ReasonInvalidField, "must be at least 3s, got %s", p.HoldTime)
 		}
 	}
 	p.KeepaliveTime = p.HoldTime / 3

@@ -235,6 +235,14 @@ func TestPeers(t *testing.T) {
 	both.Spec.Password, both.Spec.PasswordSecret = "x", &v1beta1.SecretRef{Name: "bgp"}
 	hold := peer("hold", "198.18.0.5", 64512, 64513)
 	hold.Spec.HoldTime = dur("2s")
+	hold0 := peer("hold0", "198.18.0.30", 64512, 64513)
+	hold0.Spec.HoldTime = dur("0s")
+	grNoGR := peer("grnogr", "198.18.0.31", 64512, 64513)
+	grNoGR.Spec.GracefulRestartTime = dur("300s")
+	grLong := peer("grlong", "198.18.0.32", 64512, 64513)
+	grLong.Spec.EnableGracefulRestart, grLong.Spec.GracefulRestartTime = true, dur("4096s")
+	grOK := peer("grok", "198.18.0.33", 64512, 64513)
+	grOK.Spec.EnableGracefulRestart, grOK.Spec.GracefulRestartTime = true, dur("300s")
 	keep := peer("keep", "198.18.0.6", 64512, 64513)
 	keep.Spec.HoldTime, keep.Spec.KeepaliveTime = dur("9s"), dur("10s")
 	bfd := peer("bfd", "198.18.0.7", 64512, 64513)
@@ -275,8 +283,15 @@ func TestPeers(t *testing.T) {
 			problems: []want{{KindBGPPeer, "both", "spec.passwordSecret", ReasonInvalidField, "mutually exclusive", false}}},
 		{desc: "hold time below 3s", peers: []v1beta1.BGPPeer{hold}, want: []string{},
 			problems: []want{
-				{KindBGPPeer, "hold", "spec.holdTime", ReasonInvalidField, "must be 0 or at least 3s", false},
+				{KindBGPPeer, "hold", "spec.holdTime", ReasonInvalidField, "must be at least 3s", false},
 			}},
+		{desc: "hold time 0 is refused, not silently 90s", peers: []v1beta1.BGPPeer{hold0}, want: []string{},
+			problems: []want{{KindBGPPeer, "hold0", "spec.holdTime", ReasonInvalidField, "0 (no keepalives) is not supported", false}}},
+		{desc: "graceful-restart time without graceful restart", peers: []v1beta1.BGPPeer{grNoGR}, want: []string{},
+			problems: []want{{KindBGPPeer, "grnogr", "spec.gracefulRestartTime", ReasonInvalidField, "needs enableGracefulRestart", false}}},
+		{desc: "graceful-restart time over 4095s", peers: []v1beta1.BGPPeer{grLong}, want: []string{},
+			problems: []want{{KindBGPPeer, "grlong", "spec.gracefulRestartTime", ReasonInvalidField, "1s..4095s", false}}},
+		{desc: "graceful-restart time", peers: []v1beta1.BGPPeer{grOK}, want: []string{"grok"}},
 		{desc: "keepalive above hold", peers: []v1beta1.BGPPeer{keep}, want: []string{},
 			problems: []want{{KindBGPPeer, "keep", "spec.keepaliveTime", ReasonInvalidField, "must be within 0..holdTime (9s)", false}}},
 		{desc: "known BFD profile", peers: []v1beta1.BGPPeer{bfd}, want: []string{"bfd"}},
@@ -339,8 +354,10 @@ func TestBFDProfiles(t *testing.T) {
 		{ObjectMeta: meta("ok", 0), Spec: v1beta1.BFDProfileSpec{TransmitInterval: ptr(int32(10)), DetectMultiplier: ptr(int32(255))}},
 		{ObjectMeta: meta("fast", 0), Spec: v1beta1.BFDProfileSpec{ReceiveInterval: ptr(int32(5))}},
 		{ObjectMeta: meta("mult", 0), Spec: v1beta1.BFDProfileSpec{DetectMultiplier: ptr(int32(1)), MinimumTTL: ptr(int32(255))}},
+		{ObjectMeta: meta("echo", 0), Spec: v1beta1.BFDProfileSpec{EchoMode: true}},
 	}}, nil)
 	checkProblems(t, problems, []want{
+		{KindBFDProfile, "echo", "spec.echoMode", ReasonInvalidField, "is not supported", false},
 		{KindBFDProfile, "fast", "spec.receiveInterval", ReasonInvalidField, "within 10..60000 milliseconds, got 5", false},
 		{KindBFDProfile, "mult", "spec.detectMultiplier", ReasonInvalidField, "within 2..255, got 1", false},
 		{KindBFDProfile, "mult", "spec.minimumTtl", ReasonInvalidField, "within 1..254, got 255", false},

@@ -163,6 +163,10 @@ type Peer struct {
 	BFD             *BFDProfile
 	EBGPMultiHop    bool
 	GracefulRestart bool
+	// GracefulRestartTime is the announced restart time (default 120s).
+	GracefulRestartTime time.Duration
+	// DisableMP limits the session to its own address family.
+	DisableMP bool
 }
 
 // IBGP reports whether the session is internal (same ASN on both ends).

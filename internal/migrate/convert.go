@@ -276,7 +276,7 @@ func (c *converter) convertBFD(it item[mlbBFD]) {
 	echo := m.EchoMode != nil && *m.EchoMode
 	switch {
 	case echo:
-		c.rep.add(NoEquivalent, s.id, s.field("echoMode"), "Herald's BFD (GoBGP) has no echo mode; dropped, the session runs without echo")
+		c.rep.add(NoEquivalent, s.id, s.field("echoMode"), "Herald's BFD runs in the speaker process and has no echo mode; dropped, the session runs without echo")
 	case m.EchoMode != nil:
 		defaults = append(defaults, s.field("echoMode"))
 	}
@@ -286,16 +286,11 @@ func (c *converter) convertBFD(it item[mlbBFD]) {
 	case m.EchoInterval != nil:
 		c.rep.add(Adjusted, s.id, s.field("echoInterval"), "has no effect without echoMode, in MetalLB too; dropped")
 	}
-	switch {
-	case m.PassiveMode != nil && *m.PassiveMode:
-		c.rep.add(NoEquivalent, s.id, s.field("passiveMode"), "Herald's BFD always sends first, and Herald refuses to open a peer whose profile is passive; dropped, so this end is active")
-	case m.PassiveMode != nil:
+	out.Spec.PassiveMode = m.PassiveMode != nil && *m.PassiveMode
+	if m.PassiveMode != nil && !*m.PassiveMode {
 		defaults = append(defaults, s.field("passiveMode"))
 	}
-	if m.MinimumTTL != nil {
-		out.Spec.MinimumTTL = m.MinimumTTL
-		c.rep.add(Differs, s.id, s.field("minimumTtl"), "accepted but not enforced: Herald's BFD does not check the TTL of received packets")
-	}
+	out.Spec.MinimumTTL = m.MinimumTTL
 	c.dropped(s, defaults)
 	c.out.BFDProfiles = append(c.out.BFDProfiles, out)
 }
@@ -416,6 +411,9 @@ func (c *converter) convertPeer(it item[mlbPeer]) {
 		c.rep.add(Adjusted, s.id, s.field("holdTime"), "unset with keepaliveTime %s: MetalLB uses three times the keepalive, written as %s (Herald's default is 90s)", m.KeepaliveTime.Duration, o.HoldTime.Duration)
 	case m.HoldTime == nil:
 		c.rep.add(Differs, s.id, s.field("holdTime"), "unset: Herald uses a 90s hold time and a 30s keepalive, as MetalLB's native mode does; MetalLB's FRR mode leaves FRR's own timers")
+	case m.HoldTime.Duration == 0:
+		o.HoldTime, o.KeepaliveTime = nil, nil
+		c.rep.add(NoEquivalent, s.id, s.field("holdTime"), "0 (no keepalives) is not supported by Herald; dropped, the session uses a 90s hold time")
 	}
 	o.RouterID = m.RouterID
 	o.NodeSelectors = m.NodeSelectors
@@ -433,10 +431,8 @@ func (c *converter) convertPeer(it item[mlbPeer]) {
 	o.BFDProfile = m.BFDProfile
 	o.EBGPMultiHop = m.EBGPMultiHop != nil && *m.EBGPMultiHop
 	o.EnableGracefulRestart = m.EnableGracefulRestart != nil && *m.EnableGracefulRestart
-	switch {
-	case m.DisableMP != nil && *m.DisableMP:
-		c.rep.add(NoEquivalent, s.id, s.field("disableMP"), "Herald always negotiates IPv4 and IPv6 unicast on one session; dropped")
-	case m.DisableMP != nil:
+	o.DisableMP = m.DisableMP != nil && *m.DisableMP
+	if m.DisableMP != nil && !*m.DisableMP {
 		defaults = append(defaults, s.field("disableMP"))
 	}
 	switch {

@@ -186,11 +186,19 @@ spec: {myASN: 1, peerASN: 2, peerAddress: 10.0.0.1, holdTime: 0s, keepaliveTime:
 			wantFaithful: true,
 		},
 		{
-			desc: "disableMP true",
+			desc: "disableMP true is carried over",
 			doc: `apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata: {name: p, namespace: metallb-system}
-spec: {myASN: 1, peerASN: 2, peerAddress: 10.0.0.1, disableMP: true}`,
+spec: {myASN: 1, peerASN: 2, peerAddress: 10.0.0.1, disableMP: true, holdTime: 90s}`,
+			wantHold: "1m30s", wantFaithful: true,
+		},
+		{
+			desc: "v1beta2 hold time 0 has no equivalent",
+			doc: `apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: p, namespace: metallb-system}
+spec: {myASN: 1, peerASN: 2, peerAddress: 10.0.0.1, holdTime: 0s}`,
 		},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"reflect"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +28,9 @@ const (
 	ReasonBGPSessionUp   = "BGPSessionUp"
 	ReasonBGPSessionDown = "BGPSessionDown"
 	ReasonBGPPeerInvalid = "BGPPeerInvalid"
+	// ReasonBGPSessionNotEstablished: a session that has not come up for
+	// a while, with the likely cause (one event per episode).
+	ReasonBGPSessionNotEstablished = "BGPSessionNotEstablished"
 )
 
 // resourceSessionStates is the resource of [v1beta1.BGPSessionState].
@@ -48,25 +51,40 @@ type BGPConfig struct {
 	ShutdownTimeout time.Duration
 }
 
-// bgpMode is the speaker's BGP half. The fields without a lock are owned
-// by the speaker's loop goroutine; the server pointer and the problems are
-// read by the status writer and the metrics collector too.
+// bgpMode is the speaker's BGP half. The loop computes what BGP should
+// look like (peers, advertisements) and posts it to a worker that applies
+// it on a goroutine of its own (see bgpWorker): no BGP call runs on the
+// loop, which also handles membership and L2. The fields without a lock
+// are owned by the loop goroutine; the server and the problems are
+// written by the worker and read by the status writer and the metrics
+// collector.
 type bgpMode struct {
 	cfg BGPConfig
 
-	server   atomic.Pointer[bgp.Speaker]
+	server   atomic.Pointer[bgpHandle]
 	stopping atomic.Bool                       // shutting down: the status writer stops writing
 	problems atomic.Pointer[map[string]string] // peer -> why it is not as configured
 	kick     chan struct{}                     // wakes the status writer
+
+	worker *bgpWorker // started with the first sync
 
 	// Loop-owned.
 	node     BGPNode
 	nodeOK   bool
 	plan     PeerPlan
+	planOK   bool
 	keyAds   map[string][]bgp.Advertisement // group key -> what this node advertises
 	adsDirty bool
+	adsGen   uint64
+	ads      []bgp.Advertisement
 	pushed   int // prefixes handed over in the last push, for logs
+
+	// Worker-owned.
+	reported map[string]string // problems already logged and recorded as events
 }
+
+// bgpHandle boxes the running server for atomic.Pointer.
+type bgpHandle struct{ bgpServer }
 
 func newBGPMode(cfg BGPConfig) *bgpMode {
 	if cfg.StatusInterval <= 0 {
@@ -75,7 +93,7 @@ func newBGPMode(cfg BGPConfig) *bgpMode {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 3 * time.Second
 	}
-	return &bgpMode{cfg: cfg, kick: make(chan struct{}, 1), keyAds: make(map[string][]bgp.Advertisement)}
+	return &bgpMode{cfg: cfg, kick: make(chan struct{}, 1), keyAds: make(map[string][]bgp.Advertisement), reported: map[string]string{}}
 }
 
 func (m *bgpMode) wake() {
@@ -88,7 +106,8 @@ func (m *bgpMode) wake() {
 // bgpSync brings BGP mode up to date after the loop handled a batch:
 // the peers when the configuration or this node changed, and the
 // advertisements of the touched group keys (all of them when the
-// configuration or this node changed). Everything is pushed at once.
+// configuration or this node changed). It only plans: the worker applies,
+// so this never waits for BGP.
 func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged bool) {
 	m := s.bgp
 	if m == nil || s.st.Config() == nil {
@@ -104,8 +123,11 @@ func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged 
 	if !m.nodeOK {
 		return // our Node object is not known yet: no router ID, no labels
 	}
+	planChanged := false
 	if all {
-		s.bgpSetPeers(ctx, PlanPeers(s.st.Config(), m.node))
+		if plan := PlanPeers(s.st.Config(), m.node); !m.planOK || !reflect.DeepEqual(plan, m.plan) {
+			m.plan, m.planOK, planChanged = plan, true, true
+		}
 		for key := range m.keyAds {
 			if !s.st.HasKey(key) {
 				delete(m.keyAds, key)
@@ -120,7 +142,76 @@ func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged 
 			s.bgpPlanKey(key)
 		}
 	}
-	s.bgpPush(ctx)
+	if m.adsDirty {
+		keys := slices.Sorted(maps.Keys(m.keyAds))
+		var all []bgp.Advertisement
+		for _, k := range keys {
+			all = append(all, m.keyAds[k]...)
+		}
+		m.ads, m.adsDirty = all, false
+		m.adsGen++
+		if len(all) != m.pushed {
+			s.log.Debug("BGP advertisements planned", slog.Int("advertisements", len(all)))
+			m.pushed = len(all)
+		}
+	} else if !planChanged {
+		return
+	}
+	if m.worker == nil {
+		m.worker = s.newBGPWorker()
+		m.worker.start()
+	}
+	m.worker.post(&bgpWant{plan: m.plan, ads: m.ads, adsGen: m.adsGen})
+}
+
+// newBGPWorker returns the worker that applies this speaker's BGP plans.
+func (s *Speaker) newBGPWorker() *bgpWorker {
+	m := s.bgp
+	return newBGPWorker(&bgpWorker{
+		log:             s.log.With(slog.String("component", "bgp")),
+		shutdownTimeout: m.cfg.ShutdownTimeout,
+		newServer: func(ctx context.Context, routerID netip.Addr, asn uint32) (bgpServer, error) {
+			sp, err := bgp.New(s.log.With(slog.String("component", "bgp")), bgp.Config{
+				RouterID:       routerID,
+				ASN:            asn,
+				ListenPort:     m.cfg.ListenPort,
+				OnSessionEvent: s.onSessionEvent,
+			})
+			if err != nil {
+				return nil, err
+			}
+			if err := sp.Start(ctx); err != nil {
+				return nil, err
+			}
+			return sp, nil
+		},
+		onServer: func(srv bgpServer) {
+			if srv == nil {
+				m.server.Store(nil)
+			} else {
+				m.server.Store(&bgpHandle{srv})
+			}
+			m.wake()
+		},
+		onProblems: s.bgpProblems,
+	})
+}
+
+// bgpProblems publishes the peer problems of one worker pass, logging and
+// recording an event for each new one.
+func (s *Speaker) bgpProblems(problems map[string]string) {
+	m := s.bgp
+	for name, p := range problems {
+		if m.reported[name] != p {
+			s.log.Warn("BGP peer not used as configured", slog.String("peer", name), slog.String("problem", p))
+			s.nodeEvent(corev1.EventTypeWarning, ReasonBGPPeerInvalid, "BGPPeer %s: %s", name, p)
+		}
+	}
+	m.reported = maps.Clone(problems)
+	if old := m.problems.Load(); old == nil || !maps.Equal(*old, problems) {
+		m.problems.Store(&problems)
+		m.wake()
+	}
 }
 
 // bgpPlanKey recomputes what this node advertises for one group key.
@@ -150,131 +241,27 @@ func (s *Speaker) bgpPlanKey(key string) {
 	}
 }
 
-// bgpPush hands the full advertisement set to the server when it changed.
-// The server diffs it, so only what changed goes on the wire.
-func (s *Speaker) bgpPush(ctx context.Context) {
-	m := s.bgp
-	sp := m.server.Load()
-	if !m.adsDirty || sp == nil {
-		return
-	}
-	keys := slices.Sorted(maps.Keys(m.keyAds))
-	var all []bgp.Advertisement
-	for _, k := range keys {
-		all = append(all, m.keyAds[k]...)
-	}
-	if err := sp.SetAdvertisements(ctx, all); err != nil {
-		s.log.Error("BGP advertisements", slog.Any("error", err))
-	}
-	m.adsDirty = false
-	if len(all) != m.pushed {
-		s.log.Debug("BGP advertisements pushed", slog.Int("advertisements", len(all)))
-		m.pushed = len(all)
-	}
-}
-
-// bgpSetPeers applies a new peer plan: it starts the server with the first
-// peer, restarts it when the router ID or ASN must change (GoBGP has one of
-// each per server), and stops it when no peer selects this node any more.
-func (s *Speaker) bgpSetPeers(ctx context.Context, plan PeerPlan) {
-	m := s.bgp
-	if reflect.DeepEqual(plan, m.plan) {
-		return
-	}
-	old := m.plan
-	m.plan = plan
-	problems := maps.Clone(plan.Problems)
-	for name, p := range problems {
-		if old.Problems[name] != p {
-			s.log.Warn("BGP peer not used as configured", slog.String("peer", name), slog.String("problem", p))
-			s.nodeEvent(corev1.EventTypeWarning, ReasonBGPPeerInvalid, "BGPPeer %s: %s", name, p)
-		}
-	}
-	defer func() {
-		m.problems.Store(&problems)
-		m.wake()
-	}()
-
-	sp := m.server.Load()
-	if sp != nil && (len(plan.Peers) == 0 || plan.RouterID != old.RouterID || plan.ASN != old.ASN) {
-		s.log.Info("stopping the BGP server", slog.Int("peers", len(plan.Peers)), slog.String("routerID", plan.RouterID.String()))
-		s.bgpShutdown(ctx)
-		sp = nil
-		m.adsDirty = true
-	}
-	if len(plan.Peers) == 0 {
-		return
-	}
-	if sp == nil {
-		if !plan.RouterID.Is4() {
-			msg := "no router ID: the node has no IPv4 InternalIP and no selected BGPPeer sets routerID"
-			for _, p := range plan.Peers {
-				problems[p.Name] = msg
-			}
-			s.log.Error("cannot start the BGP server", slog.String("problem", msg))
-			return
-		}
-		var err error
-		sp, err = bgp.New(s.log.With(slog.String("component", "bgp")), bgp.Config{
-			RouterID:       plan.RouterID,
-			ASN:            plan.ASN,
-			ListenPort:     m.cfg.ListenPort,
-			OnSessionEvent: s.onSessionEvent,
-		})
-		if err == nil {
-			err = sp.Start(ctx)
-		}
-		if err != nil {
-			s.log.Error("cannot start the BGP server", slog.Any("error", err))
-			for _, p := range plan.Peers {
-				problems[p.Name] = "BGP server: " + err.Error()
-			}
-			return
-		}
-		s.log.Info("BGP server started", slog.String("routerID", plan.RouterID.String()), slog.Uint64("asn", uint64(plan.ASN)))
-		m.server.Store(sp)
-		m.adsDirty = true
-	}
-	if err := sp.SetPeers(ctx, plan.Peers); err != nil {
-		s.log.Error("BGP peers", slog.Any("error", err))
-		for _, p := range plan.Peers {
-			if strings.Contains(err.Error(), p.Name) {
-				problems[p.Name] = err.Error()
-			}
-		}
-	}
-}
-
-// bgpShutdown withdraws every prefix and closes every session (without a
-// NOTIFICATION for graceful-restart peers), within the shutdown timeout.
+// bgpShutdown stops the worker, then withdraws every prefix and closes
+// every session (without a NOTIFICATION for graceful-restart peers, after
+// BFD AdminDown), within the shutdown timeout.
 func (s *Speaker) bgpShutdown(ctx context.Context) {
 	m := s.bgp
-	sp := m.server.Swap(nil)
-	if sp == nil {
-		return
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := sp.Shutdown(sctx); err != nil {
-		s.log.Warn("BGP shutdown", slog.Any("error", err))
+	if m.worker != nil {
+		m.worker.stop(ctx)
 	}
 }
 
-// onSessionEvent records session changes as events on the Node and wakes
-// the status writer. It runs on the bgp package's event goroutine and must
-// not block.
+// onSessionEvent records session changes as events on the Node (the bgp
+// package logs them, once) and wakes the status writer. It runs on the
+// bgp package's event goroutine and must not block.
 func (s *Speaker) onSessionEvent(e bgp.SessionEvent) {
 	switch {
+	case e.Stalled:
+		s.nodeEvent(corev1.EventTypeWarning, ReasonBGPSessionNotEstablished, "BGP session to %s (%s) %s", e.Peer, e.Address, e.Reason)
 	case e.Up():
-		s.log.Info("BGP session established", slog.String("peer", e.Peer), slog.String("address", e.Address.String()))
 		s.nodeEvent(corev1.EventTypeNormal, ReasonBGPSessionUp, "BGP session to %s (%s) established", e.Peer, e.Address)
 	case e.Down():
-		reason := e.Reason
-		if reason == "" {
-			reason = "unknown reason"
-		}
-		s.log.Warn("BGP session down", slog.String("peer", e.Peer), slog.String("address", e.Address.String()), slog.String("reason", reason))
-		s.nodeEvent(corev1.EventTypeWarning, ReasonBGPSessionDown, "BGP session to %s (%s) went down: %s", e.Peer, e.Address, reason)
+		s.nodeEvent(corev1.EventTypeWarning, ReasonBGPSessionDown, "BGP session to %s (%s) went down: %s", e.Peer, e.Address, e.Reason)
 	}
 	s.bgp.wake()
 }
@@ -285,11 +272,11 @@ func (s *Speaker) BGPStatus(ctx context.Context) ([]bgp.PeerStatus, error) {
 	if s.bgp == nil {
 		return nil, nil
 	}
-	sp := s.bgp.server.Load()
-	if sp == nil {
+	h := s.bgp.server.Load()
+	if h == nil {
 		return nil, nil
 	}
-	return sp.Status(ctx)
+	return h.Status(ctx)
 }
 
 // BGPAdvertised returns how many prefixes this node hands to its BGP
@@ -298,8 +285,8 @@ func (s *Speaker) BGPAdvertised() int {
 	if s.bgp == nil {
 		return 0
 	}
-	if sp := s.bgp.server.Load(); sp != nil {
-		return len(sp.Advertised())
+	if h := s.bgp.server.Load(); h != nil {
+		return len(h.Advertised())
 	}
 	return 0
 }

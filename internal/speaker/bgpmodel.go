@@ -1,7 +1,6 @@
 package speaker
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -61,11 +60,18 @@ func (n BGPNode) equal(o BGPNode) bool {
 type PeerPlan struct {
 	// Peers are the sessions, sorted by name.
 	Peers []bgp.Peer
-	// RouterID is the BGP identifier of the node's server: the routerID of
-	// the first selected BGPPeer that sets one, else the node's IPv4.
-	// Invalid when neither exists.
+	// RouterID is the BGP identifier a new server of the node takes: the
+	// routerID of the first selected BGPPeer that sets one, else the
+	// node's IPv4. Invalid when neither exists. A running server keeps its
+	// router ID while it remains acceptable (see routerIDFor).
 	RouterID netip.Addr
-	// ASN is the server's global ASN: the first peer's myASN.
+	// RouterIDs are the router IDs that peers ask for, by peer name.
+	RouterIDs map[string]netip.Addr
+	// NodeIPv4 is the node's IPv4 address, the default router ID.
+	NodeIPv4 netip.Addr
+	// ASN is the server's global ASN: the first peer's myASN. Every
+	// session sets its own local ASN, so the global one never forces a
+	// restart.
 	ASN uint32
 	// Problems name the peers that could not be used as asked, by peer.
 	Problems map[string]string
@@ -78,12 +84,6 @@ func PlanPeers(cfg *config.Config, node BGPNode) PeerPlan {
 	if cfg == nil {
 		return plan
 	}
-	problem := func(name, format string, args ...any) {
-		if plan.Problems == nil {
-			plan.Problems = map[string]string{}
-		}
-		plan.Problems[name] = fmt.Sprintf(format, args...)
-	}
 	for _, p := range cfg.Peers {
 		if !matchesAny(p.NodeSelectors, node.Labels) {
 			continue
@@ -91,28 +91,27 @@ func PlanPeers(cfg *config.Config, node BGPNode) PeerPlan {
 		if p.RouterID.IsValid() {
 			if !plan.RouterID.IsValid() {
 				plan.RouterID = p.RouterID
-			} else if plan.RouterID != p.RouterID {
-				problem(p.Name, "routerID %s differs from %s, which the node's other peers use: one BGP server has one router ID", p.RouterID, plan.RouterID)
 			}
+			if plan.RouterIDs == nil {
+				plan.RouterIDs = map[string]netip.Addr{}
+			}
+			plan.RouterIDs[p.Name] = p.RouterID
 		}
 		bp := bgp.Peer{
-			Name:            p.Name,
-			MyASN:           p.MyASN,
-			PeerASN:         p.PeerASN,
-			Address:         p.Address,
-			Port:            p.Port,
-			SourceAddress:   p.SourceAddress,
-			HoldTime:        p.HoldTime,
-			KeepaliveTime:   p.KeepaliveTime,
-			ConnectTime:     p.ConnectTime,
-			Password:        p.Password,
-			GracefulRestart: p.GracefulRestart,
-			NextHopIPv4:     node.IPv4,
-			NextHopIPv6:     node.IPv6,
-		}
-		if p.HoldTime == 0 {
-			// GoBGP reads 0 as its 90s default; say so rather than pretend.
-			problem(p.Name, "holdTime 0 (no keepalives) is not supported by GoBGP; the session uses 90s")
+			Name:                p.Name,
+			MyASN:               p.MyASN,
+			PeerASN:             p.PeerASN,
+			Address:             p.Address,
+			Port:                p.Port,
+			SourceAddress:       p.SourceAddress,
+			HoldTime:            p.HoldTime,
+			KeepaliveTime:       p.KeepaliveTime,
+			ConnectTime:         p.ConnectTime,
+			Password:            p.Password,
+			GracefulRestart:     p.GracefulRestart,
+			GracefulRestartTime: p.GracefulRestartTime,
+			NextHopIPv4:         node.IPv4,
+			NextHopIPv6:         node.IPv6,
 		}
 		if p.EBGPMultiHop {
 			bp.EBGPMultiHopTTL = 255
@@ -125,21 +124,38 @@ func PlanPeers(cfg *config.Config, node BGPNode) PeerPlan {
 				PassiveMode:      b.PassiveMode,
 				MinimumTTL:       b.MinimumTTL,
 			}
-			if b.PassiveMode {
-				problem(p.Name, "bfdProfile %s: passiveMode is not supported by GoBGP's BFD; the session is not opened", b.Name)
-				continue
-			}
 		}
 		if plan.ASN == 0 {
 			plan.ASN = p.MyASN
 		}
 		plan.Peers = append(plan.Peers, bp)
 	}
+	plan.NodeIPv4 = node.IPv4
 	if !plan.RouterID.IsValid() {
 		plan.RouterID = node.IPv4
 	}
 	slices.SortFunc(plan.Peers, func(a, b bgp.Peer) int { return strings.Compare(a.Name, b.Name) })
 	return plan
+}
+
+// routerIDFor returns the router ID the node's server should have, given
+// the one it runs with (invalid when none runs). A running server keeps
+// its router ID while a selected peer asks for it, or while it is the
+// node's IPv4 and a selected peer sets no routerID (such a peer takes the
+// default), so that adding a BGPPeer with another routerID (or removing
+// one) restarts no session; otherwise RouterID.
+func (p PeerPlan) routerIDFor(current netip.Addr) netip.Addr {
+	if current.IsValid() {
+		for _, id := range p.RouterIDs {
+			if id == current {
+				return current
+			}
+		}
+		if current == p.NodeIPv4 && len(p.RouterIDs) < len(p.Peers) {
+			return current
+		}
+	}
+	return p.RouterID
 }
 
 // PlanAdvertisements returns what node advertises for one group of

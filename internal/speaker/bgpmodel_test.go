@@ -95,7 +95,7 @@ func TestPlanPeers(t *testing.T) {
 	}{
 		{desc: "no labels: unselected peers skipped", want: []string{"r1", "r3"}, routerID: "198.18.0.11"},
 		{desc: "zone a: routerID of r2", labels: map[string]string{"zone": "a"}, want: []string{"r1", "r2", "r3"}, routerID: "10.0.0.1"},
-		{desc: "zone b: passive BFD is refused", labels: map[string]string{"zone": "b"}, want: []string{"r1", "r3"}, routerID: "198.18.0.11", problemOn: "r4"},
+		{desc: "zone b: passive BFD", labels: map[string]string{"zone": "b"}, want: []string{"r1", "r3", "r4"}, routerID: "198.18.0.11"},
 		{desc: "no IPv4: no router ID", noIPv4: true, want: []string{"r1", "r3"}},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,89 @@
+package bgp
+
+import (
+	"testing"
+	"time"
+)
+
+func TestBFDPacketRoundTrip(t *testing.T) {
+	p := bfdPacket{diag: bfdDiagAdminDown, state: bfdWireAdminDown, poll: true, detectMult: 3, myDisc: 7, yourDis: 9, desiredMinTx: 300000, requiredMinRx: 250000}
+	b := p.marshal()
+	if b[0] != 0x27 || b[1] != 0x20 || b[3] != 24 {
+		t.Errorf("header bytes % x", b[:4])
+	}
+	q, err := parseBFD(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *q != p {
+		t.Errorf("round trip: %+v, want %+v", *q, p)
+	}
+}
+
+func TestBFDPacketRejects(t *testing.T) {
+	good := bfdPacket{state: bfdWireUp, detectMult: 3, myDisc: 1, yourDis: 2}
+	for _, tc := range []struct {
+		desc string
+		mut  func([]byte) []byte
+	}{
+		{"short", func(b []byte) []byte { return b[:20] }},
+		{"version 0", func(b []byte) []byte { b[0] &^= 0xe0; return b }},
+		{"length beyond packet", func(b []byte) []byte { b[3] = 40; return b }},
+		{"authentication", func(b []byte) []byte { b[1] |= bfdFlagAuthentication; return b }},
+		{"multipoint", func(b []byte) []byte { b[1] |= bfdFlagMultipoint; return b }},
+		{"detect multiplier 0", func(b []byte) []byte { b[2] = 0; return b }},
+		{"my discriminator 0", func(b []byte) []byte { clear(b[4:8]); return b }},
+		{"your discriminator 0 in Up", func(b []byte) []byte { clear(b[8:12]); return b }},
+	} {
+		if _, err := parseBFD(tc.mut(good.marshal())); err == nil {
+			t.Errorf("%s: accepted", tc.desc)
+		}
+	}
+}
+
+// TestBFDSessionStates drives one session's receive rules (RFC 5880
+// 6.8.6) without sockets: Down -> Init -> Up on the three-way handshake,
+// a remote Down is a failure, a remote AdminDown is not, and the detection
+// time follows the negotiated intervals.
+func TestBFDSessionStates(t *testing.T) {
+	var changes []bfdChange
+	srv := &bfdServer{onChange: func(c bfdChange) { changes = append(changes, c) }}
+	ss := &bfdSession{srv: srv, cfg: BFD{ReceiveInterval: 300 * time.Millisecond, TransmitInterval: 300 * time.Millisecond}, myDisc: 5, state: BFDDown}
+	rx := func(state uint8, desiredTx time.Duration) bool {
+		return ss.receive(&bfdPacket{state: state, detectMult: 3, myDisc: 77, yourDis: 5,
+			desiredMinTx: uint32(desiredTx / time.Microsecond), requiredMinRx: 300000})
+	}
+	if !rx(bfdWireDown, time.Second) || ss.current() != BFDInit {
+		t.Fatalf("remote Down from Down: %v", ss.current())
+	}
+	if ss.detectTime() != 3*time.Second {
+		t.Errorf("detect time %v, want 3 x the remote's slower 1s", ss.detectTime())
+	}
+	if !rx(bfdWireUp, 300*time.Millisecond) || ss.current() != BFDUp {
+		t.Fatalf("remote Up from Init: %v", ss.current())
+	}
+	if ss.detectTime() != 900*time.Millisecond {
+		t.Errorf("detect time %v, want 900ms", ss.detectTime())
+	}
+	rx(bfdWireAdminDown, 300*time.Millisecond)
+	if ss.current() != BFDDown || changes[len(changes)-1].failure {
+		t.Errorf("remote AdminDown: %v, failure %v; want Down, not a failure (RFC 5882 3.2)", ss.current(), changes[len(changes)-1].failure)
+	}
+	rx(bfdWireDown, 300*time.Millisecond)
+	rx(bfdWireUp, 300*time.Millisecond)
+	if ss.current() != BFDUp {
+		t.Fatalf("back up: %v", ss.current())
+	}
+	rx(bfdWireDown, 300*time.Millisecond)
+	if c := changes[len(changes)-1]; ss.current() != BFDDown || !c.failure || c.reason == "" {
+		t.Errorf("remote Down from Up: %v, %+v; want a failure with a reason", ss.current(), c)
+	}
+	ss.multihop = false
+	if ss.ttlOK(254) || !ss.ttlOK(255) {
+		t.Error("single hop must accept TTL 255 only")
+	}
+	ss.multihop, ss.cfg.MinimumTTL = true, 250
+	if ss.ttlOK(249) || !ss.ttlOK(250) {
+		t.Error("multihop must accept TTL >= minimumTtl only")
+	}
+}
