@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"time"
@@ -84,7 +85,7 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, ads []Advertisement) er
 		}
 	}
 	if len(add)+len(withdraw) > 0 {
-		s.log.Debug("BGP advertisements updated", "announced", len(add), "withdrawn", len(withdraw), "total", len(s.routes))
+		s.log.Debug("BGP advertisements updated", slog.Int("announced", len(add)), slog.Int("withdrawn", len(withdraw)), slog.Int("total", len(s.routes)))
 	}
 	return errors.Join(errs...)
 }
