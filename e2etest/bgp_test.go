@@ -849,8 +849,8 @@ func (b *bgpBed) latency(ctx context.Context, t *testing.T, n int) {
 	slices.Sort(ds)
 	t.Logf("FIGURE status written -> prefix in FRR's RIB from all 3 nodes, %d Services one by one: median %v, min %v, max %v (vtysh polling adds ~10 ms)",
 		n, median(ds).Round(time.Millisecond), ds[0].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
-	// A generous bound: the figure is the point; a quiet machine measures
-	// about 100 ms (make bench-e2e for the benchmark).
+	// A generous bound: the figure above is what matters, and it is noisy
+	// on a loaded machine.
 	if median(ds) > time.Second {
 		t.Errorf("median %v, want < 1s", median(ds))
 	}
