@@ -32,6 +32,11 @@ type State struct {
 	keyIPs     map[string][]netip.Addr // group key -> announceable IPs
 	keyMembers map[string][]string     // group key -> service names
 	announced  map[string]announcement // group key -> what this node answers
+	// why holds, per group key with an IP that no node announces in layer 2
+	// mode, the reason; reported holds what this node reported of it while
+	// it is the reporter (see [State.Reporter]).
+	why      map[string]election.Unannounced
+	reported map[string]election.Reason
 
 	elections uint64
 	counted   func() // called once per election, for a counter others read
@@ -58,6 +63,8 @@ func NewState(self string, counted func()) *State {
 		keyIPs:     make(map[string][]netip.Addr),
 		keyMembers: make(map[string][]string),
 		announced:  make(map[string]announcement),
+		why:        make(map[string]election.Unannounced),
+		reported:   make(map[string]election.Reason),
 		counted:    counted,
 	}
 }
@@ -234,6 +241,10 @@ func (st *State) SetNode(name string, cand *election.Node, keys map[string]bool)
 	for _, c := range changes {
 		keys[c.Key] = true
 	}
+	// A node's change may change why a key has no owner, or who reports it.
+	for k := range st.why {
+		keys[k] = true
+	}
 }
 
 // elect rebuilds the election input of one group and re-elects it.
@@ -262,6 +273,17 @@ type Plan struct {
 	Announce []Announce
 	// Stopped are the keys this node no longer announces.
 	Stopped []Stopped
+	// Unannounced are the keys with an IP that no node announces, whose
+	// reason this node reports now because it is the reporter and the
+	// reason is new.
+	Unannounced []Unannounced
+}
+
+// Unannounced is a group key that no node announces, and why.
+type Unannounced struct {
+	Key string
+	IPs []netip.Addr
+	Why election.Unannounced
 }
 
 // Announce is one IP to answer for.
@@ -285,7 +307,7 @@ type Stopped struct {
 
 // Empty reports whether the plan does nothing.
 func (p Plan) Empty() bool {
-	return len(p.Withdraw) == 0 && len(p.Announce) == 0 && len(p.Stopped) == 0
+	return len(p.Withdraw) == 0 && len(p.Announce) == 0 && len(p.Stopped) == 0 && len(p.Unannounced) == 0
 }
 
 // Reconcile returns what to change so that this node answers for exactly
@@ -345,7 +367,115 @@ func (st *State) Reconcile(keys map[string]bool) Plan {
 			plan.Stopped = append(plan.Stopped, Stopped{Key: s.key, IPs: s.have.ips, Next: next})
 		}
 	}
+	for _, s := range steps {
+		st.updateWhy(s.key)
+	}
+	st.report(&plan)
 	return plan
+}
+
+// updateWhy records why a key has no owner, or forgets it. A key whose IPs
+// no L2Advertisement covers but a BGPAdvertisement's pool holds is BGP's.
+func (st *State) updateWhy(key string) {
+	delete(st.why, key)
+	u, ok := st.table.Why(key)
+	if !ok || !st.HasKey(key) {
+		return
+	}
+	ips := st.keyIPs[key]
+	if len(ips) == 0 {
+		ips = st.memberIPs(key)
+		if len(ips) == 0 || st.bgpCovers(ips) {
+			return
+		}
+	}
+	st.why[key] = u
+}
+
+// memberIPs returns every IP of a group's Services, sorted.
+func (st *State) memberIPs(key string) []netip.Addr {
+	var ips []netip.Addr
+	for _, m := range st.keyMembers[key] {
+		if info := st.infos[m]; info != nil {
+			ips = append(ips, info.IPs...)
+		}
+	}
+	slices.SortFunc(ips, netip.Addr.Compare)
+	return slices.Compact(ips)
+}
+
+// bgpCovers reports whether a BGPAdvertisement names the pool of one of ips.
+func (st *State) bgpCovers(ips []netip.Addr) bool {
+	if st.conf == nil {
+		return false
+	}
+	for _, ip := range ips {
+		p := st.conf.PoolOf(ip)
+		if p == nil {
+			continue
+		}
+		for _, b := range st.conf.BGPAdvertisements {
+			if slices.Contains(b.Pools, p.Name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Reporter returns the node that reports the keys no node announces: the
+// live candidate with the lowest name, the same on every speaker that has
+// the same view; "" when there is none.
+func (st *State) Reporter() string {
+	nodes := st.table.Nodes()
+	if len(nodes) == 0 {
+		return ""
+	}
+	return nodes[0]
+}
+
+// report adds to the plan the unannounced keys this node has not reported
+// with their current reason, when this node is the reporter.
+func (st *State) report(plan *Plan) {
+	if !st.settled || st.Reporter() != st.self {
+		clear(st.reported)
+		return
+	}
+	for key := range st.reported {
+		if _, ok := st.why[key]; !ok {
+			delete(st.reported, key)
+		}
+	}
+	for key, u := range st.why {
+		if st.reported[key] == u.Reason {
+			continue
+		}
+		st.reported[key] = u.Reason
+		ips := st.keyIPs[key]
+		if len(ips) == 0 {
+			ips = st.memberIPs(key)
+		}
+		plan.Unannounced = append(plan.Unannounced, Unannounced{Key: key, IPs: ips, Why: u})
+	}
+	slices.SortFunc(plan.Unannounced, func(a, b Unannounced) int { return strings.Compare(a.Key, b.Key) })
+}
+
+// UnannouncedIPs counts, per reason, the IPs that no node announces in
+// layer 2 mode. Only the reporter counts them, so that a sum over the
+// speakers counts each IP once; others return nil.
+func (st *State) UnannouncedIPs() map[election.Reason]int {
+	if !st.settled || st.Reporter() != st.self {
+		return nil
+	}
+	n := make(map[election.Reason]int)
+	for key, u := range st.why {
+		ips := st.keyIPs[key]
+		if len(ips) == 0 {
+			ips = st.memberIPs(key)
+		}
+		n[u.Reason] += len(ips)
+	}
+	return n
 }
 
 // Announced returns the IPs this node answers for, sorted.
