@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -43,7 +45,19 @@ func TestL2Operator(t *testing.T) {
 		return err == nil, strings.TrimSpace(string(out))
 	}
 
+	plugin, err := b.HeraldBinary(ctx, "kubectl-herald")
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := func(svc string) (int, string) {
+		cmd := exec.CommandContext(ctx, plugin, "why", svc, "--kubeconfig", b.AdminKubeconfig)
+		out, err := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out) + fmt.Sprint(err)
+	}
 	ips := b.service(ctx, testbed.ServiceSpec{Name: "web", Pods: pods}, 1)
+	if code, out := why("web"); code != 0 {
+		t.Errorf("why web on a healthy Service: exit %d\n%s", code, out)
+	}
 	ip := ips[0]
 	t.Run("CNIBridgeNeverAnswers", func(t *testing.T) {
 		// node1 owns the IP while node2 is excluded.
@@ -79,6 +93,8 @@ func TestL2Operator(t *testing.T) {
 		})
 		restart()
 	})
+
+	t.Run("WhyNamesTheBrokenLink", func(t *testing.T) { whyBroken(t, ctx, b, why) })
 
 	t.Run("EveryNodeExcluded", func(t *testing.T) {
 		label(t, ctx, b, "node1", true)
@@ -121,8 +137,16 @@ func TestL2Operator(t *testing.T) {
 				t.Errorf("NotAnnounced recorded %d times (%s): once per reason is the rule", e.Count, e.Message)
 			}
 		}
-		if _, err := b.ClientL2.Get(ctx, testbed.HostPort(ip, 80)); err == nil {
-			t.Errorf("%s answers while every node is excluded", ip)
+		for _, n := range b.Nodes {
+			if m, err := b.metrics(ctx, n); err != nil || m[`herald_layer2_announced_ips{protocol="arp"}`] != 0 {
+				t.Errorf("%s announces while every node is excluded: %v %v", n.Name, m[`herald_layer2_announced_ips{protocol="arp"}`], err)
+			}
+		}
+		// kubectl herald why names the broken link.
+		if code, out := why("web"); code != 1 || !strings.Contains(out, "Broken link: eligibility") || !strings.Contains(out, "exclude-from-external-load-balancers") {
+			t.Errorf("why web: exit %d, want 1 and the eligibility link:\n%s", code, out)
+		} else {
+			t.Logf("kubectl herald why web:\n%s", out)
 		}
 
 		restart("--ignore-exclude-lb")
@@ -133,6 +157,40 @@ func TestL2Operator(t *testing.T) {
 			return v == 0, s
 		})
 	})
+}
+
+// whyBroken checks that kubectl herald why names the broken link when no
+// pool selects a Service and under ETP Local without endpoints.
+func whyBroken(t *testing.T, ctx context.Context, b *l2Bed, why func(string) (int, string)) {
+	// No pool selects the Service: it names a pool that does not exist.
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "nopool", Annotations: map[string]string{"herald.io/address-pool": "missing"}},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	if _, err := b.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// ETP Local without endpoints: a selector-less Service without slices.
+	local := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "lonely"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}},
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal},
+	}
+	if _, err := b.Client.CoreV1().Services("default").Create(ctx, local, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ svc, want string }{
+		{"nopool", "Broken link: allocation: no address"},
+		{"lonely", "Broken link: eligibility: externalTrafficPolicy is Local and the Service has no ready endpoint"},
+	} {
+		var out string
+		eventually(t, 30*time.Second, "why "+c.svc+" names the broken link", func() (bool, string) {
+			var code int
+			code, out = why(c.svc)
+			return code == 1 && strings.Contains(out, c.want), out
+		})
+		t.Logf("kubectl herald why %s:\n%s", c.svc, out)
+	}
 }
 
 // label puts the exclusion label on a node, or takes it off.

@@ -687,6 +687,7 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 			s.reportMismatch(m)
 		case <-ifTick.C:
 			s.pollInterfaces(ctx, cluster)
+			s.reportUnannounced()
 		case <-ipvsTick.C:
 			s.checkIPVS()
 		}
@@ -876,7 +877,13 @@ func (s *Speaker) reconcile(keys map[string]bool) {
 	for _, st := range plan.Stopped {
 		s.withdrawEvent(st)
 	}
-	for _, u := range plan.Unannounced {
+	s.reportUnannounced()
+}
+
+// reportUnannounced records the NotAnnounced events that are due and
+// updates the gauge.
+func (s *Speaker) reportUnannounced() {
+	for _, u := range s.st.Report(time.Now()) {
 		s.unannouncedEvent(u)
 	}
 	n := s.st.UnannouncedIPs()

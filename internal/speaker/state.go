@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/heraldlb/herald/internal/config"
 	"github.com/heraldlb/herald/internal/election"
@@ -37,6 +38,7 @@ type State struct {
 	// it is the reporter (see [State.Reporter]).
 	why      map[string]election.Unannounced
 	reported map[string]election.Reason
+	seen     map[string]seenWhy // key -> reason and since when, on the reporter
 
 	elections uint64
 	counted   func() // called once per election, for a counter others read
@@ -65,6 +67,7 @@ func NewState(self string, counted func()) *State {
 		announced:  make(map[string]announcement),
 		why:        make(map[string]election.Unannounced),
 		reported:   make(map[string]election.Reason),
+		seen:       make(map[string]seenWhy),
 		counted:    counted,
 	}
 }
@@ -273,10 +276,18 @@ type Plan struct {
 	Announce []Announce
 	// Stopped are the keys this node no longer announces.
 	Stopped []Stopped
-	// Unannounced are the keys with an IP that no node announces, whose
-	// reason this node reports now because it is the reporter and the
-	// reason is new.
-	Unannounced []Unannounced
+}
+
+// ReportDelay is how long a key must have had no owner, for the same
+// reason and with this node as the reporter, before [State.Report]
+// reports it: a speaker that starts or a node that joins sees a partial
+// membership for a moment, in which it would report what another node
+// announces.
+const ReportDelay = 5 * time.Second
+
+type seenWhy struct {
+	reason election.Reason
+	since  time.Time
 }
 
 // Unannounced is a group key that no node announces, and why.
@@ -307,7 +318,7 @@ type Stopped struct {
 
 // Empty reports whether the plan does nothing.
 func (p Plan) Empty() bool {
-	return len(p.Withdraw) == 0 && len(p.Announce) == 0 && len(p.Stopped) == 0 && len(p.Unannounced) == 0
+	return len(p.Withdraw) == 0 && len(p.Announce) == 0 && len(p.Stopped) == 0
 }
 
 // Reconcile returns what to change so that this node answers for exactly
@@ -370,7 +381,6 @@ func (st *State) Reconcile(keys map[string]bool) Plan {
 	for _, s := range steps {
 		st.updateWhy(s.key)
 	}
-	st.report(&plan)
 	return plan
 }
 
@@ -434,20 +444,28 @@ func (st *State) Reporter() string {
 	return nodes[0]
 }
 
-// report adds to the plan the unannounced keys this node has not reported
-// with their current reason, when this node is the reporter.
-func (st *State) report(plan *Plan) {
+// Report returns, when this node is the reporter, the keys that no node
+// announces and that it has not reported with their current reason, once
+// that reason has held for [ReportDelay] up to now; each is reported once.
+// The edges call it after each reconcile and every few seconds.
+func (st *State) Report(now time.Time) []Unannounced {
 	if !st.settled || st.Reporter() != st.self {
 		clear(st.reported)
-		return
+		clear(st.seen)
+		return nil
 	}
-	for key := range st.reported {
+	for key := range st.seen {
 		if _, ok := st.why[key]; !ok {
+			delete(st.seen, key)
 			delete(st.reported, key)
 		}
 	}
+	var out []Unannounced
 	for key, u := range st.why {
-		if st.reported[key] == u.Reason {
+		if sw, ok := st.seen[key]; !ok || sw.reason != u.Reason {
+			st.seen[key] = seenWhy{reason: u.Reason, since: now}
+		}
+		if st.reported[key] == u.Reason || now.Sub(st.seen[key].since) < ReportDelay {
 			continue
 		}
 		st.reported[key] = u.Reason
@@ -455,9 +473,10 @@ func (st *State) report(plan *Plan) {
 		if len(ips) == 0 {
 			ips = st.memberIPs(key)
 		}
-		plan.Unannounced = append(plan.Unannounced, Unannounced{Key: key, IPs: ips, Why: u})
+		out = append(out, Unannounced{Key: key, IPs: ips, Why: u})
 	}
-	slices.SortFunc(plan.Unannounced, func(a, b Unannounced) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(out, func(a, b Unannounced) int { return strings.Compare(a.Key, b.Key) })
+	return out
 }
 
 // UnannouncedIPs counts, per reason, the IPs that no node announces in
