@@ -2,6 +2,7 @@
 // it runs as "kubectl herald <command>". Its commands:
 //
 //	migrate   convert MetalLB's configuration into Herald's
+//	why       name the first broken link between a Service and a node that answers
 //	version   print the plugin's version
 //
 // Each command is one entry of commands(), with its own flags.
@@ -58,6 +59,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"migrate", "convert MetalLB's configuration (custom resources or the pre-0.13 ConfigMap) into Herald's objects", runMigrate},
+		{"why", "walk the chain from a Service to a node that answers, and name the first broken link", runWhy},
 		{"version", "print the plugin's version", runVersion},
 	}
 }

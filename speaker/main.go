@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/heraldlb/herald/internal/config"
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/layer2"
 	"github.com/heraldlb/herald/internal/membership"
@@ -51,6 +53,8 @@ type flags struct {
 	bgpDisabled                              bool
 	bgpListenPort                            uint
 	bgpStatusInterval, bgpShutdownTimeout    time.Duration
+	ignoreExcludeLB                          bool
+	excludeInterfaces                        string
 }
 
 func parseFlags() (*flags, error) {
@@ -80,6 +84,9 @@ func parseFlags() (*flags, error) {
 	fs.UintVar(&f.bgpListenPort, "bgp-listen-port", 0, "accept BGP connections on this TCP port; 0 only dials out (so the node can run Calico or kube-router on 179)")
 	fs.DurationVar(&f.bgpStatusInterval, "bgp-status-interval", 10*time.Second, "refresh of the BGPSessionState objects (counters); state changes are written at once")
 	fs.DurationVar(&f.bgpShutdownTimeout, "bgp-shutdown-timeout", 3*time.Second, "on SIGTERM, how long to wait for the BGP withdrawals to be sent")
+	fs.BoolVar(&f.ignoreExcludeLB, "ignore-exclude-lb", false, "let nodes labelled node.kubernetes.io/exclude-from-external-load-balancers announce (single-node and control-plane-only clusters); set it alike on every speaker")
+	fs.StringVar(&f.excludeInterfaces, "exclude-interfaces", strings.Join(config.DefaultExcludedInterfaces, ","),
+		"comma-separated interface names or glob patterns never answered on (CNI bridges and virtual links); empty excludes none")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7472", "address of the Prometheus metrics endpoint; empty disables")
 	fs.StringVar(&f.healthAddr, "health-addr", ":7473", "address of /healthz and /readyz; empty disables")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address of Go's /debug/pprof/ profiles (heap, CPU); empty disables")
@@ -114,6 +121,16 @@ func run() error {
 	}
 	if f.nodeName == "" {
 		return errors.New("--node-name (or $NODE_NAME) is required")
+	}
+	var excludeIfaces []string
+	for _, p := range strings.Split(f.excludeInterfaces, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if err := config.ValidInterfacePattern(p); err != nil {
+			return fmt.Errorf("--exclude-interfaces: %w", err)
+		}
+		excludeIfaces = append(excludeIfaces, p)
 	}
 	var peerSel labels.Selector
 	if f.peerSelector != "" {
@@ -151,8 +168,10 @@ func run() error {
 			AdvertiseAddr: f.advertiseAddr,
 			Timings:       f.timings,
 		},
-		SecretName:   f.secretName,
-		PeerSelector: peerSel,
+		SecretName:        f.secretName,
+		PeerSelector:      peerSel,
+		IgnoreExcludeLB:   f.ignoreExcludeLB,
+		ExcludeInterfaces: excludeIfaces,
 		Layer2: layer2.Options{
 			GratuitousCount:    f.garpCount,
 			GratuitousInterval: f.garpInterval,

@@ -23,8 +23,11 @@ type L2AdvertisementSpec struct {
 	// +optional
 	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
 
-	// Interfaces limit the interfaces announced on. A node without any of
-	// them is not eligible. Empty: every suitable interface.
+	// Interfaces limit the interfaces announced on: exact names or glob
+	// patterns ("eth*", "bond[01]"). A node without a matching interface is
+	// not eligible. Empty: every suitable interface. Interfaces the speakers
+	// exclude (--exclude-interfaces: CNI bridges and virtual links by
+	// default) are never used.
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=15
 	// +kubebuilder:validation:items:Pattern=`^[^/\s]+$`

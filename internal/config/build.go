@@ -799,8 +799,8 @@ func (b *builder) buildL2Advertisements(cfg *Config) {
 			ServiceSelectors: compileSelectors(o, "spec.serviceSelectors", s.ServiceSelectors),
 		}
 		for i, ifname := range s.Interfaces {
-			if ifname == "" || len(ifname) > 15 || strings.ContainsAny(ifname, "/ \t\n") {
-				o.add(fmt.Sprintf("spec.interfaces[%d]", i), ReasonInvalidField, "%q is not a valid interface name", ifname)
+			if err := ValidInterfacePattern(ifname); err != nil {
+				o.add(fmt.Sprintf("spec.interfaces[%d]", i), ReasonInvalidField, "%s", err)
 			}
 		}
 		a.Interfaces = slices.Compact(slices.Sorted(slices.Values(s.Interfaces)))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -468,5 +469,60 @@ func BenchmarkTableNodeJoin(b *testing.B) {
 		b.StopTimer()
 		tb.RemoveNode("joiner")
 		b.StartTimer()
+	}
+}
+
+func TestMatchInterface(t *testing.T) {
+	for _, c := range []struct {
+		p, name string
+		want    bool
+	}{
+		{"eth0", "eth0", true}, {"eth0", "eth1", false}, {"eth*", "eth1", true}, {"cilium_*", "cilium_host", true},
+		{"flannel.*", "flannel.1", true}, {"veth*", "eth0", false}, {"bond[01]", "bond1", true}, {"[", "[", true}, {"[", "x", false},
+	} {
+		if got := MatchInterface(c.p, c.name); got != c.want {
+			t.Errorf("MatchInterface(%q, %q) = %v, want %v", c.p, c.name, got, c.want)
+		}
+	}
+}
+
+func TestWhyNot(t *testing.T) {
+	zone := func(n *Node) bool { return n.Labels["zone"] == "a" }
+	svc := Service{Key: "k", Advertisements: []Advertisement{{Selects: zone, Interfaces: []string{"en*"}}}, LocalTraffic: true,
+		EndpointNodes: NewNodeSet("ok")}
+	for _, c := range []struct {
+		n    Node
+		want Reason
+	}{
+		{Node{Name: "x", Excluded: true, Labels: map[string]string{"zone": "a"}}, ReasonExcluded},
+		{Node{Name: "x", Labels: map[string]string{"zone": "b"}}, ReasonNotSelected},
+		{Node{Name: "x", Labels: map[string]string{"zone": "a"}, Interfaces: []string{"eth0"}}, ReasonNoInterface},
+		{Node{Name: "x", Labels: map[string]string{"zone": "a"}, Interfaces: []string{"enp1s0"}}, ReasonNoEndpoint},
+		{Node{Name: "ok", Labels: map[string]string{"zone": "a"}, Interfaces: []string{"enp1s0"}}, ""},
+	} {
+		if got := svc.WhyNot(&c.n); got != c.want {
+			t.Errorf("%+v: WhyNot = %q, want %q", c.n, got, c.want)
+		}
+		if (c.want == "") != svc.Eligible(&c.n) {
+			t.Errorf("%+v: WhyNot and Eligible disagree", c.n)
+		}
+	}
+	tab := NewTable()
+	tab.SetService(svc)
+	if u, _ := tab.Why("k"); u.Reason != ReasonNoLiveNode {
+		t.Errorf("no nodes: %q", u.Reason)
+	}
+	tab.SetNode(Node{Name: "a", Excluded: true})
+	tab.SetNode(Node{Name: "b", Labels: map[string]string{"zone": "a"}, Interfaces: []string{"eth0"}})
+	u, ok := tab.Why("k")
+	if !ok || u.Reason != ReasonNoInterface || u.Nodes[ReasonExcluded] != 1 || u.Nodes[ReasonNoInterface] != 1 {
+		t.Errorf("two nodes: %+v %v", u, ok)
+	}
+	if msg := u.Message(); !strings.Contains(msg, "1 excluded") || !strings.Contains(msg, "1 without the interface") {
+		t.Errorf("message %q", msg)
+	}
+	tab.SetNode(Node{Name: "ok", Labels: map[string]string{"zone": "a"}, Interfaces: []string{"enp1s0"}})
+	if _, ok := tab.Why("k"); ok {
+		t.Error("Why with an owner")
 	}
 }

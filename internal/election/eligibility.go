@@ -1,6 +1,9 @@
 package election
 
-import "slices"
+import (
+	"path"
+	"slices"
+)
 
 // Node is a candidate announcer, as the caller assembles it from the
 // memberlist view and the Kubernetes Node object.
@@ -20,9 +23,40 @@ type Node struct {
 	Excluded bool
 }
 
-// HasInterface reports whether the node has the named interface.
-func (n *Node) HasInterface(name string) bool {
-	return n.Interfaces == nil || slices.Contains(n.Interfaces, name)
+// HasInterface reports whether the node has an interface that pattern
+// matches (see [MatchInterface]).
+func (n *Node) HasInterface(pattern string) bool {
+	if n.Interfaces == nil {
+		return true
+	}
+	for _, name := range n.Interfaces {
+		if MatchInterface(pattern, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// MatchInterface reports whether an interface pattern matches an interface
+// name. A pattern is an exact name or a shell glob as path.Match reads it
+// ("eth*", "bond[01]", "en?1"); config rejects malformed patterns, which
+// match nothing here.
+func MatchInterface(pattern, name string) bool {
+	if pattern == name {
+		return true
+	}
+	ok, err := path.Match(pattern, name)
+	return err == nil && ok
+}
+
+// MatchAnyInterface reports whether one of the patterns matches name.
+func MatchAnyInterface(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if MatchInterface(p, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // NodeSet is a set of node names.
@@ -49,8 +83,9 @@ type Advertisement struct {
 	// Selects reports whether the advertisement's node selectors select the
 	// node. Nil selects every node.
 	Selects func(n *Node) bool
-	// Interfaces restricts the interfaces the IPs are announced from. Empty
-	// means any interface.
+	// Interfaces restricts the interfaces the IPs are announced from: exact
+	// names or glob patterns (see [MatchInterface]). Empty means any
+	// interface.
 	Interfaces []string
 }
 
@@ -104,10 +139,11 @@ func (s *Service) Eligible(n *Node) bool {
 	return false
 }
 
-// Interfaces returns the interfaces n announces s from: the union of the
-// interfaces of the advertisements that admit n, restricted to those n has.
-// all is true when some admitting advertisement allows any interface; then
-// names is nil.
+// Interfaces returns the interfaces n announces s from: the names of n's
+// interfaces that an admitting advertisement's patterns match, sorted. When
+// n's interfaces are unknown, the patterns themselves are returned (the
+// announcer matches them against its own links). all is true when some
+// admitting advertisement allows any interface; then names is nil.
 func (s *Service) Interfaces(n *Node) (names []string, all bool) {
 	for i := range s.Advertisements {
 		a := &s.Advertisements[i]
@@ -117,8 +153,16 @@ func (s *Service) Interfaces(n *Node) (names []string, all bool) {
 		if len(a.Interfaces) == 0 {
 			return nil, true
 		}
-		for _, name := range a.Interfaces {
-			if n.HasInterface(name) && !slices.Contains(names, name) {
+		if n.Interfaces == nil {
+			for _, p := range a.Interfaces {
+				if !slices.Contains(names, p) {
+					names = append(names, p)
+				}
+			}
+			continue
+		}
+		for _, name := range n.Interfaces {
+			if MatchAnyInterface(a.Interfaces, name) && !slices.Contains(names, name) {
 				names = append(names, name)
 			}
 		}

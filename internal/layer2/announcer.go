@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"path"
 	"slices"
 	"sync"
 	"time"
@@ -20,6 +21,9 @@ type AnnouncerConfig struct {
 	// SysClassNet is where interface attributes are read. Default
 	// /sys/class/net.
 	SysClassNet string
+	// Exclude, if not nil, reports the interfaces never to answer on
+	// (CNI bridges and other virtual links).
+	Exclude func(name string) bool
 }
 
 // Announcer answers ARP and NDP for the IPs this node owns, on every usable
@@ -197,6 +201,9 @@ func (a *Announcer) scan(ctx context.Context) {
 	defer a.mu.Unlock()
 	for _, info := range infos {
 		name := info.ifi.Name
+		if a.cfg.Exclude != nil && a.cfg.Exclude(name) {
+			continue
+		}
 		seen[name] = true
 		if l, ok := a.links[name]; ok {
 			select {
@@ -293,7 +300,7 @@ func ndpRun(r *NDPResponder) func(context.Context) error {
 // apply adds ip to (or removes it from) l's responder of its family,
 // according to own and the allow-list. a.mu is held.
 func (a *Announcer) apply(l *link, ip netip.Addr, allowed []string, own bool) {
-	on := own && (allowed == nil || slices.Contains(allowed, l.info.ifi.Name))
+	on := own && (allowed == nil || matchAny(allowed, l.info.ifi.Name))
 	switch {
 	case ip.Is4() && l.arp != nil:
 		if on {
@@ -310,6 +317,17 @@ func (a *Announcer) apply(l *link, ip netip.Addr, allowed []string, own bool) {
 			a.log.Warn("cannot answer NDP", slog.String("ip", ip.String()), slog.Any("error", err))
 		}
 	}
+}
+
+// matchAny reports whether one of the allow-list's names or glob patterns
+// (path.Match syntax) matches name.
+func matchAny(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, err := path.Match(p, name); p == name || (err == nil && ok) {
+			return true
+		}
+	}
+	return false
 }
 
 // stop stops a link's responders and waits for them. a.mu is held.

@@ -116,6 +116,7 @@ func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged 
 	all := cfgChanged
 	if n, err := s.nodes.Get(s.self); err == nil {
 		bn := BGPNodeOf(n)
+		bn.Excluded = Candidate(n, nil, s.cfg.IgnoreExcludeLB).Excluded
 		if !m.nodeOK || !bn.equal(m.node) {
 			m.node, m.nodeOK, all = bn, true, true
 		}

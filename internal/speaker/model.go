@@ -105,10 +105,21 @@ func EndpointNodes(eps []*discoveryv1.EndpointSlice) election.NodeSet {
 }
 
 // NodeOf builds a candidate from the Kubernetes Node and the interfaces the
-// node's speaker publishes (nil: unknown, treated as every interface).
+// node's speaker publishes (nil: unknown, treated as every interface),
+// honouring the exclusion label: [Candidate] without ignoreExcludeLB.
 func NodeOf(n *corev1.Node, interfaces []string) election.Node {
+	return Candidate(n, interfaces, false)
+}
+
+// Candidate builds a candidate from the Kubernetes Node and the interfaces
+// the node's speaker publishes (nil: unknown, treated as every interface). With
+// ignoreExcludeLB the label node.kubernetes.io/exclude-from-external-load-balancers
+// is ignored (the speaker's --ignore-exclude-lb, for clusters whose only
+// nodes are control-plane nodes that kubeadm, kind or Talos label so);
+// NetworkUnavailable still excludes.
+func Candidate(n *corev1.Node, interfaces []string, ignoreExcludeLB bool) election.Node {
 	excluded := false
-	if _, ok := n.Labels[LabelExcludeFromLB]; ok {
+	if _, ok := n.Labels[LabelExcludeFromLB]; ok && !ignoreExcludeLB {
 		excluded = true
 	}
 	for _, c := range n.Status.Conditions {

@@ -38,6 +38,7 @@ const (
 	ReasonIPVSStrictARP       = "IPVSWithoutStrictARP"
 	ReasonMemberlistKey       = "MemberlistKeyMismatch"
 	ReasonMemberlistNoSecret  = "MemberlistSecretMissing"
+	ReasonNotAnnounced        = "NotAnnounced"
 	endpointSliceServiceIndex = "service"
 )
 
@@ -84,6 +85,13 @@ type Config struct {
 	InterfacePoll time.Duration
 	// BGP configures BGP mode.
 	BGP BGPConfig
+	// IgnoreExcludeLB makes nodes labelled
+	// node.kubernetes.io/exclude-from-external-load-balancers eligible.
+	// Every speaker must have the same value, or they elect differently.
+	IgnoreExcludeLB bool
+	// ExcludeInterfaces are the interface names or patterns this node
+	// never answers on nor publishes (see config.DefaultExcludedInterfaces).
+	ExcludeInterfaces []string
 	// Logger receives the log. Nil discards.
 	Logger *slog.Logger
 }
@@ -129,7 +137,8 @@ type Speaker struct {
 	// joinedOrLeft is set when a member other than this one joined or
 	// left, until the owned IPs are announced again.
 	joinedOrLeft bool
-	announcedN   [2]atomic.Int64             // IPv4, IPv6 IPs answered
+	announcedN   [2]atomic.Int64 // IPv4, IPv6 IPs answered
+	unannounced  atomic.Pointer[map[election.Reason]int]
 	mismatch     chan membership.KeyMismatch // from memberlist to the loop
 	// The state is not settled until the first attempt to join the other
 	// speakers is over (or settleTimeout passed): until then this node
@@ -249,7 +258,7 @@ func New(cfg Config) (*Speaker, error) {
 	}
 	opts := cfg.Layer2
 	opts.Logger = log.With(slog.String("component", "layer2"))
-	s.announcer = layer2.NewAnnouncer(layer2.AnnouncerConfig{Options: opts, SysClassNet: cfg.SysClassNet})
+	s.announcer = layer2.NewAnnouncer(layer2.AnnouncerConfig{Options: opts, SysClassNet: cfg.SysClassNet, Exclude: s.excludedInterface})
 	if err := s.setupInformers(); err != nil {
 		return nil, err
 	}
@@ -534,7 +543,7 @@ func (s *Speaker) startMembership(ctx context.Context) (*membership.Cluster, err
 		}
 		mc.Secret, mc.PreviousSecrets = secret, previous
 	}
-	ifaces, err := layer2.UsableInterfaces(s.cfg.SysClassNet)
+	ifaces, err := s.usableInterfaces()
 	if err != nil {
 		s.log.Warn("cannot list interfaces", slog.Any("error", err))
 	} else {
@@ -678,6 +687,7 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 			s.reportMismatch(m)
 		case <-ifTick.C:
 			s.pollInterfaces(ctx, cluster)
+			s.reportUnannounced()
 		case <-ipvsTick.C:
 			s.checkIPVS()
 		}
@@ -756,7 +766,7 @@ func (s *Speaker) syncNode(name string, keys map[string]bool) {
 	var cand *election.Node
 	if meta, alive := s.alive[name]; alive {
 		if n, err := s.nodes.Get(name); err == nil {
-			c := NodeOf(n, DecodeMeta(meta))
+			c := Candidate(n, DecodeMeta(meta), s.cfg.IgnoreExcludeLB)
 			cand = &c
 		}
 	}
@@ -867,6 +877,39 @@ func (s *Speaker) reconcile(keys map[string]bool) {
 	for _, st := range plan.Stopped {
 		s.withdrawEvent(st)
 	}
+	s.reportUnannounced()
+}
+
+// reportUnannounced records the NotAnnounced events that are due and
+// updates the gauge.
+func (s *Speaker) reportUnannounced() {
+	for _, u := range s.st.Report(time.Now()) {
+		s.unannouncedEvent(u)
+	}
+	n := s.st.UnannouncedIPs()
+	s.unannounced.Store(&n)
+}
+
+// unannouncedEvent says on the Services of a group why no node announces
+// their IPs. Only the reporter calls it, once per reason.
+func (s *Speaker) unannouncedEvent(u Unannounced) {
+	strs := make([]string, len(u.IPs))
+	for i, ip := range u.IPs {
+		strs[i] = ip.String()
+	}
+	msg := fmt.Sprintf("no node announces %s: %s", strings.Join(strs, ","), u.Why.Message())
+	s.log.Warn("not announced", slog.String("key", u.Key), slog.Any("ips", strs), slog.String("reason", string(u.Why.Reason)),
+		slog.String("message", msg))
+	s.serviceEvents(u.Key, corev1.EventTypeWarning, ReasonNotAnnounced, msg)
+}
+
+// UnannouncedIPs counts, per reason, the IPs no node announces in layer 2
+// mode; only the reporting speaker counts them (nil elsewhere).
+func (s *Speaker) UnannouncedIPs() map[election.Reason]int {
+	if p := s.unannounced.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (s *Speaker) countIP(ip netip.Addr, d int64) {
@@ -969,9 +1012,25 @@ func (s *Speaker) checkIPVS() {
 	}
 }
 
+// excludedInterface reports whether this node never answers on the
+// interface (--exclude-interfaces).
+func (s *Speaker) excludedInterface(name string) bool {
+	return election.MatchAnyInterface(s.cfg.ExcludeInterfaces, name)
+}
+
+// usableInterfaces lists the interfaces the announcer answers on, without
+// the excluded ones.
+func (s *Speaker) usableInterfaces() ([]string, error) {
+	ifaces, err := layer2.UsableInterfaces(s.cfg.SysClassNet)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(ifaces, s.excludedInterface), nil
+}
+
 // pollInterfaces publishes this node's interfaces when they change.
 func (s *Speaker) pollInterfaces(ctx context.Context, cluster *membership.Cluster) {
-	ifaces, err := layer2.UsableInterfaces(s.cfg.SysClassNet)
+	ifaces, err := s.usableInterfaces()
 	if err != nil {
 		s.log.Warn("cannot list interfaces", slog.Any("error", err))
 		return

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/heraldlb/herald/internal/config"
 	"github.com/heraldlb/herald/internal/election"
@@ -32,6 +33,12 @@ type State struct {
 	keyIPs     map[string][]netip.Addr // group key -> announceable IPs
 	keyMembers map[string][]string     // group key -> service names
 	announced  map[string]announcement // group key -> what this node answers
+	// why holds, per group key with an IP that no node announces in layer 2
+	// mode, the reason; reported holds what this node reported of it while
+	// it is the reporter (see [State.Reporter]).
+	why      map[string]election.Unannounced
+	reported map[string]election.Reason
+	seen     map[string]seenWhy // key -> reason and since when, on the reporter
 
 	elections uint64
 	counted   func() // called once per election, for a counter others read
@@ -58,6 +65,9 @@ func NewState(self string, counted func()) *State {
 		keyIPs:     make(map[string][]netip.Addr),
 		keyMembers: make(map[string][]string),
 		announced:  make(map[string]announcement),
+		why:        make(map[string]election.Unannounced),
+		reported:   make(map[string]election.Reason),
+		seen:       make(map[string]seenWhy),
 		counted:    counted,
 	}
 }
@@ -234,6 +244,10 @@ func (st *State) SetNode(name string, cand *election.Node, keys map[string]bool)
 	for _, c := range changes {
 		keys[c.Key] = true
 	}
+	// A node's change may change why a key has no owner, or who reports it.
+	for k := range st.why {
+		keys[k] = true
+	}
 }
 
 // elect rebuilds the election input of one group and re-elects it.
@@ -262,6 +276,25 @@ type Plan struct {
 	Announce []Announce
 	// Stopped are the keys this node no longer announces.
 	Stopped []Stopped
+}
+
+// ReportDelay is how long a key must have had no owner, for the same
+// reason and with this node as the reporter, before [State.Report]
+// reports it: a speaker that starts or a node that joins sees a partial
+// membership for a moment, in which it would report what another node
+// announces.
+const ReportDelay = 5 * time.Second
+
+type seenWhy struct {
+	reason election.Reason
+	since  time.Time
+}
+
+// Unannounced is a group key that no node announces, and why.
+type Unannounced struct {
+	Key string
+	IPs []netip.Addr
+	Why election.Unannounced
 }
 
 // Announce is one IP to answer for.
@@ -345,7 +378,123 @@ func (st *State) Reconcile(keys map[string]bool) Plan {
 			plan.Stopped = append(plan.Stopped, Stopped{Key: s.key, IPs: s.have.ips, Next: next})
 		}
 	}
+	for _, s := range steps {
+		st.updateWhy(s.key)
+	}
 	return plan
+}
+
+// updateWhy records why a key has no owner, or forgets it. A key whose IPs
+// no L2Advertisement covers but a BGPAdvertisement's pool holds is BGP's.
+func (st *State) updateWhy(key string) {
+	delete(st.why, key)
+	u, ok := st.table.Why(key)
+	if !ok || !st.HasKey(key) {
+		return
+	}
+	ips := st.keyIPs[key]
+	if len(ips) == 0 {
+		ips = st.memberIPs(key)
+		if len(ips) == 0 || st.bgpCovers(ips) {
+			return
+		}
+	}
+	st.why[key] = u
+}
+
+// memberIPs returns every IP of a group's Services, sorted.
+func (st *State) memberIPs(key string) []netip.Addr {
+	var ips []netip.Addr
+	for _, m := range st.keyMembers[key] {
+		if info := st.infos[m]; info != nil {
+			ips = append(ips, info.IPs...)
+		}
+	}
+	slices.SortFunc(ips, netip.Addr.Compare)
+	return slices.Compact(ips)
+}
+
+// bgpCovers reports whether a BGPAdvertisement names the pool of one of ips.
+func (st *State) bgpCovers(ips []netip.Addr) bool {
+	if st.conf == nil {
+		return false
+	}
+	for _, ip := range ips {
+		p := st.conf.PoolOf(ip)
+		if p == nil {
+			continue
+		}
+		for _, b := range st.conf.BGPAdvertisements {
+			if slices.Contains(b.Pools, p.Name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Reporter returns the node that reports the keys no node announces: the
+// live candidate with the lowest name, the same on every speaker that has
+// the same view; "" when there is none.
+func (st *State) Reporter() string {
+	nodes := st.table.Nodes()
+	if len(nodes) == 0 {
+		return ""
+	}
+	return nodes[0]
+}
+
+// Report returns, when this node is the reporter, the keys that no node
+// announces and that it has not reported with their current reason, once
+// that reason has held for [ReportDelay] up to now; each is reported once.
+// The edges call it after each reconcile and every few seconds.
+func (st *State) Report(now time.Time) []Unannounced {
+	if !st.settled || st.Reporter() != st.self {
+		clear(st.reported)
+		clear(st.seen)
+		return nil
+	}
+	for key := range st.seen {
+		if _, ok := st.why[key]; !ok {
+			delete(st.seen, key)
+			delete(st.reported, key)
+		}
+	}
+	var out []Unannounced
+	for key, u := range st.why {
+		if sw, ok := st.seen[key]; !ok || sw.reason != u.Reason {
+			st.seen[key] = seenWhy{reason: u.Reason, since: now}
+		}
+		if st.reported[key] == u.Reason || now.Sub(st.seen[key].since) < ReportDelay {
+			continue
+		}
+		st.reported[key] = u.Reason
+		ips := st.keyIPs[key]
+		if len(ips) == 0 {
+			ips = st.memberIPs(key)
+		}
+		out = append(out, Unannounced{Key: key, IPs: ips, Why: u})
+	}
+	slices.SortFunc(out, func(a, b Unannounced) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// UnannouncedIPs counts, per reason, the IPs that no node announces in
+// layer 2 mode. Only the reporter counts them, so that a sum over the
+// speakers counts each IP once; others return nil.
+func (st *State) UnannouncedIPs() map[election.Reason]int {
+	if !st.settled || st.Reporter() != st.self {
+		return nil
+	}
+	n := make(map[election.Reason]int)
+	for key, u := range st.why {
+		ips := st.keyIPs[key]
+		if len(ips) == 0 {
+			ips = st.memberIPs(key)
+		}
+		n[u.Reason] += len(ips)
+	}
+	return n
 }
 
 // Announced returns the IPs this node answers for, sorted.
