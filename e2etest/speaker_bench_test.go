@@ -44,7 +44,7 @@ func BenchmarkSpeakerScale(b *testing.B) {
 	speakers := map[string]*testbed.Process{}
 	pprof, pprofAddr := pprofArgs(b, false)
 	for _, node := range bed.Nodes {
-		p, err := node.Start(ctx, "speaker-"+node.Name, speakerBin, append([]string{"--kubeconfig", bed.SpeakerKubeconfig,
+		p, err := node.StartSpeaker(ctx, "speaker-"+node.Name, speakerBin, append([]string{"--kubeconfig", bed.SpeakerKubeconfig,
 			"--metrics-addr", "", "--health-addr", ""}, pprof...)...)
 		if err != nil {
 			b.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/heraldlb/herald/internal/layer2"
 	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/procstat"
+	"github.com/heraldlb/herald/internal/secureserve"
 	"github.com/heraldlb/herald/internal/speaker"
 	"github.com/heraldlb/herald/internal/version"
 )
@@ -47,6 +48,8 @@ type flags struct {
 	garpInterval, refresh                    time.Duration
 	metricsAddr, healthAddr, logLevel        string
 	pprofAddr                                string
+	metricsSecure                            bool
+	metricsCertDir                           string
 	showVersion                              bool
 	bgpDisabled                              bool
 	bgpListenPort                            uint
@@ -81,6 +84,8 @@ func parseFlags() (*flags, error) {
 	fs.DurationVar(&f.bgpStatusInterval, "bgp-status-interval", 10*time.Second, "refresh of the BGPSessionState objects (counters); state changes are written at once")
 	fs.DurationVar(&f.bgpShutdownTimeout, "bgp-shutdown-timeout", 3*time.Second, "on SIGTERM, how long to wait for the BGP withdrawals to be sent")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7472", "address of the Prometheus metrics endpoint; empty disables")
+	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "serve metrics over TLS to callers the API server authenticates (TokenReview) and authorizes for GET on /metrics (SubjectAccessReview); false serves plain HTTP and needs a loopback --metrics-addr")
+	fs.StringVar(&f.metricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint; empty: a self-signed certificate made at start")
 	fs.StringVar(&f.healthAddr, "health-addr", ":7473", "address of /healthz and /readyz; empty disables")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address of Go's /debug/pprof/ profiles (heap, CPU); empty disables")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -177,7 +182,10 @@ func run() error {
 		reg.MustRegister(speaker.NewCollector(sp), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		if err := serve(srvCtx, f.metricsAddr, mux, log); err != nil {
+		err := secureserve.Serve(srvCtx, secureserve.Options{
+			Addr: f.metricsAddr, Secure: f.metricsSecure, CertDir: f.metricsCertDir, Client: clients.Kube, Logger: log,
+		}, mux)
+		if err != nil {
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 	}

@@ -564,7 +564,11 @@ func (c *Controller) patchPoolAnnotation(ctx context.Context, svc *corev1.Servic
 	if err != nil {
 		return err
 	}
-	return c.patchService(ctx, svc, patch)
+	// Through the status subresource too: the API server keeps metadata
+	// changes made there, and the controller's RBAC grants no write to
+	// Services themselves (a patch of a Service could set
+	// spec.externalIPs, CVE-2020-8554).
+	return c.patchService(ctx, svc, patch, "status")
 }
 
 // patchService sends a conditional merge patch through the fence, and pins
