@@ -74,6 +74,9 @@ func run() error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
+	if *metricsAddr != "" && !*metricsSecure && !secureserve.Loopback(*metricsAddr) {
+		return fmt.Errorf("--metrics-addr %s: plain HTTP (--metrics-secure=false) is only allowed on a loopback address", *metricsAddr)
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	log.Info("starting", slog.String("version", version.Version), slog.String("lbClass", *lbClass), slog.Bool("leaderElect", *leaderElect))
 

@@ -120,6 +120,9 @@ func run() error {
 	if f.nodeName == "" {
 		return errors.New("--node-name (or $NODE_NAME) is required")
 	}
+	if f.metricsAddr != "" && !f.metricsSecure && !secureserve.Loopback(f.metricsAddr) {
+		return fmt.Errorf("--metrics-addr %s: plain HTTP (--metrics-secure=false) is only allowed on a loopback address", f.metricsAddr)
+	}
 	var peerSel labels.Selector
 	if f.peerSelector != "" {
 		if peerSel, err = labels.Parse(f.peerSelector); err != nil {

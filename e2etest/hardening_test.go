@@ -1,0 +1,189 @@
+package e2etest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/heraldlb/herald/e2etest/testbed"
+)
+
+// TestHardening runs issue 13's least-privilege and fault scenarios on one
+// L2 bed with a router: every subtest shares it, in order.
+func TestHardening(t *testing.T) {
+	b := startL2With(t, testbed.Options{Nodes: 3, PodsPerNode: 1, DualStack: true, Router: true})
+	t.Run("least-privilege", func(t *testing.T) { b.with(t).leastPrivilege(t) })
+}
+
+// with returns b for a subtest's t.
+func (b *l2Bed) with(t *testing.T) *l2Bed {
+	c := *b
+	c.t = t
+	return &c
+}
+
+// capNetRaw is CAP_NET_RAW's bit in /proc/PID/status.
+const capNetRaw = 1 << 13
+
+// procCaps reads a process's capability sets (CapEff, CapPrm, CapBnd,
+// CapInh, CapAmb) from /proc/PID/status.
+func procCaps(pid int) (map[string]uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":\t")
+		if ok && strings.HasPrefix(k, "Cap") {
+			out[k], _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return out, nil
+}
+
+func (b *l2Bed) leastPrivilege(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	// The controller's identity may not write Services, only their status.
+	user := "system:serviceaccount:" + testbed.HeraldNamespace + ":" + testbed.ControllerServiceAccount
+	for _, c := range []struct {
+		verb, sub string
+		want      bool
+	}{{"patch", "", false}, {"update", "", false}, {"create", "", false}, {"patch", "status", true}} {
+		sar, err := b.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+			User: user, ResourceAttributes: &authzv1.ResourceAttributes{Namespace: "default", Verb: c.verb, Resource: "services", Subresource: c.sub},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sar.Status.Allowed != c.want {
+			t.Errorf("the controller may %s services/%s: %v, want %v", c.verb, c.sub, sar.Status.Allowed, c.want)
+		}
+	}
+	// ... and still writes the pool annotation, through services/status.
+	ips := b.service(ctx, testbed.ServiceSpec{Name: "least", DualStack: true, Pods: b.podsOn("node1", "node2", "node3")}, 2)
+	waitUntil(t, 30*time.Second, "the controller writes herald.io/ip-allocated-from-pool", func(ctx context.Context) (bool, string) {
+		svc, err := b.Client.CoreV1().Services("default").Get(ctx, "least", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		got := svc.Annotations["herald.io/ip-allocated-from-pool"]
+		return got == "l2", fmt.Sprintf("annotation %q", got)
+	})
+
+	// The speakers run with the DaemonSet's capabilities and nothing else,
+	// and still answer ARP and NDP.
+	caps, err := testbed.SpeakerCapabilities(repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(caps) != 1 || caps[0] != "NET_RAW" {
+		t.Errorf("the DaemonSet grants %v, want NET_RAW only", caps)
+	}
+	for name, p := range b.speakers {
+		pc, err := procCaps(p.PID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, set := range []string{"CapEff", "CapPrm", "CapBnd"} {
+			if pc[set] != capNetRaw {
+				t.Errorf("speaker of %s: %s = %#x, want %#x (CAP_NET_RAW only)", name, set, pc[set], capNetRaw)
+			}
+		}
+		if pc["CapInh"] != 0 || pc["CapAmb"] != 0 {
+			t.Errorf("speaker of %s: inheritable %#x, ambient %#x, want none", name, pc["CapInh"], pc["CapAmb"])
+		}
+	}
+	for _, ip := range ips {
+		r := b.get(ctx, ip, 20*time.Second)
+		t.Logf("%s answered by %s (ARP/NDP from a speaker with CAP_NET_RAW only)", ip, r.Pod)
+	}
+
+	// Metrics on the node's address: TLS, and only for a token allowed to
+	// GET /metrics.
+	n := b.Nodes[2]
+	scraper := b.metricsScraperToken(ctx, t)
+	speakerTok := b.token(ctx, t, testbed.SpeakerServiceAccount)
+	if err := b.speakers[n.Name].Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	b.startSpeaker(ctx, n, "--metrics-addr", ":7472", "--metrics-secure=true")
+	b.metricsToken[n.Name] = scraper
+	b.waitMembers(ctx, 3)
+	url := "https://" + testbed.HostPort(n.IP, 7472) + "/metrics"
+	for _, c := range []struct {
+		what, token string
+		want        int
+	}{{"no token", "", 401}, {"a bad token", "not-a-token", 401}, {"the speaker's token (no /metrics right)", speakerTok, 403}, {"herald-metrics-reader", scraper, 200}} {
+		args := []string{"curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url}
+		if c.token != "" {
+			args = append(args, "-H", "Authorization: Bearer "+c.token)
+		}
+		out, err := b.ClientL2.Output(ctx, args...)
+		if got := strings.TrimSpace(string(out)); got != strconv.Itoa(c.want) {
+			t.Errorf("GET %s from the L2 client with %s: %q (%v), want %d", url, c.what, got, err, c.want)
+		}
+	}
+	if out, err := b.ClientL2.Output(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+		"http://"+testbed.HostPort(n.IP, 7472)+"/metrics"); err == nil && strings.TrimSpace(string(out)) == "200" {
+		t.Errorf("plain HTTP metrics answered on %s", n.IP)
+	}
+	// Plain HTTP is refused off loopback.
+	bin := b.speakerBin
+	p, err := n.StartSpeaker(ctx, "speaker-insecure", bin, "--kubeconfig", b.SpeakerKubeconfig, "--metrics-addr", ":17472", "--metrics-secure=false", "--health-addr", "", "--memberlist-port", "17946")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Exited():
+		log, _ := os.ReadFile(p.Log)
+		if !strings.Contains(string(log), "loopback") {
+			t.Errorf("the speaker with plain metrics on :17472 exited, but not saying why: %s", tail(string(log), 5))
+		}
+	case <-time.After(10 * time.Second):
+		_ = p.Kill()
+		t.Error("a speaker with --metrics-secure=false on :17472 (not loopback) started")
+	}
+}
+
+// token mints a token for a ServiceAccount of Herald's namespace.
+func (b *l2Bed) token(ctx context.Context, t *testing.T, sa string) string {
+	t.Helper()
+	tr, err := b.Client.CoreV1().ServiceAccounts(testbed.HeraldNamespace).CreateToken(ctx, sa, &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
+}
+
+// metricsScraperToken makes a ServiceAccount bound to config/rbac's
+// herald-metrics-reader, as one would for Prometheus, and returns a token.
+func (b *l2Bed) metricsScraperToken(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	const sa = "metrics-scraper"
+	if _, err := b.Client.CoreV1().ServiceAccounts(testbed.HeraldNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "herald-test-metrics-scraper"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "herald-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: testbed.HeraldNamespace}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return b.token(ctx, t, sa)
+}
