@@ -3,6 +3,7 @@ package layer2
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -38,6 +39,13 @@ type Announcer struct {
 
 	lastRe  time.Time   // last Reannounce that sent
 	reTimer *time.Timer // a Reannounce deferred by the rate limit
+
+	// own holds the addresses of the interfaces answered on, and nodes
+	// those SetNodeAddresses gave: the announcer never answers ARP/NDP for
+	// them nor sends gratuitous ARP / unsolicited NA for them, whatever a
+	// Service's status says. refused remembers the IPs already logged.
+	own, nodes map[netip.Addr]bool
+	refused    map[netip.Addr]bool
 }
 
 // ReannounceInterval is the least time between two rounds of
@@ -67,11 +75,53 @@ func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
 	}
 	cfg.Options = cfg.Options.withDefaults()
 	return &Announcer{
-		cfg:   cfg,
-		log:   cfg.Options.Logger,
-		stats: cfg.Options.Stats,
-		ips:   make(map[netip.Addr][]string),
-		links: make(map[string]*link),
+		cfg:     cfg,
+		log:     cfg.Options.Logger,
+		stats:   cfg.Options.Stats,
+		ips:     make(map[netip.Addr][]string),
+		links:   make(map[string]*link),
+		refused: make(map[netip.Addr]bool),
+	}
+}
+
+// SetNodeAddresses sets the cluster's node addresses (their InternalIPs):
+// the announcer never answers for them nor announces them, even when a
+// Service's status holds one, since that would steal a node's traffic.
+// Its own interfaces' addresses are always excluded.
+func (a *Announcer) SetNodeAddresses(addrs []netip.Addr) {
+	set := make(map[netip.Addr]bool, len(addrs))
+	for _, ip := range addrs {
+		set[ip.Unmap().WithZone("")] = true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if maps.Equal(set, a.nodes) {
+		return
+	}
+	a.nodes = set
+	a.reapply()
+}
+
+// forbidden reports whether ip is a node's own address. a.mu is held.
+func (a *Announcer) forbidden(ip netip.Addr) bool {
+	if !a.own[ip] && !a.nodes[ip] {
+		delete(a.refused, ip)
+		return false
+	}
+	if !a.refused[ip] {
+		a.refused[ip] = true
+		a.log.Warn("not announcing a node's own address", slog.String("ip", ip.String()))
+	}
+	return true
+}
+
+// reapply hands every owned IP to every link again, after the forbidden
+// addresses changed. a.mu is held.
+func (a *Announcer) reapply() {
+	for ip, allowed := range a.ips {
+		for _, l := range a.links {
+			a.apply(l, ip, allowed, true)
+		}
 	}
 }
 
@@ -193,8 +243,18 @@ func (a *Announcer) scan(ctx context.Context) {
 		return
 	}
 	seen := make(map[string]bool, len(infos))
+	own := make(map[netip.Addr]bool)
+	for _, info := range infos {
+		for _, ip := range info.addrs {
+			own[ip] = true
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !maps.Equal(own, a.own) {
+		a.own = own
+		a.reapply()
+	}
 	for _, info := range infos {
 		name := info.ifi.Name
 		seen[name] = true
@@ -293,7 +353,7 @@ func ndpRun(r *NDPResponder) func(context.Context) error {
 // apply adds ip to (or removes it from) l's responder of its family,
 // according to own and the allow-list. a.mu is held.
 func (a *Announcer) apply(l *link, ip netip.Addr, allowed []string, own bool) {
-	on := own && (allowed == nil || slices.Contains(allowed, l.info.ifi.Name))
+	on := own && (allowed == nil || slices.Contains(allowed, l.info.ifi.Name)) && !a.forbidden(ip)
 	switch {
 	case ip.Is4() && l.arp != nil:
 		if on {

@@ -21,6 +21,10 @@ type linkInfo struct {
 	ifi net.Interface
 	arp bool // has an IPv4 address: answer ARP
 	ndp bool // has an IPv6 link-local address: answer NDP
+	// addrs are the interface's own addresses, which it never announces
+	// for a Service (not part of same: an address change needs no new
+	// responders).
+	addrs []netip.Addr
 }
 
 // same reports whether the responders of a still fit b.
@@ -60,7 +64,8 @@ func usableLinks(sysClassNet string) ([]linkInfo, error) {
 			if err != nil {
 				continue
 			}
-			ip := p.Addr()
+			ip := p.Addr().Unmap()
+			l.addrs = append(l.addrs, ip)
 			switch {
 			case ip.Is4():
 				l.arp, routable = true, true
