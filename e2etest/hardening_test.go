@@ -3,7 +3,9 @@ package e2etest
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/heraldlb/herald/e2etest/testbed"
 )
@@ -23,6 +26,7 @@ import (
 func TestHardening(t *testing.T) {
 	b := startL2With(t, testbed.Options{Nodes: 3, PodsPerNode: 1, DualStack: true, Router: true})
 	t.Run("least-privilege", func(t *testing.T) { b.with(t).leastPrivilege(t) })
+	t.Run("pools", func(t *testing.T) { b.with(t).pools(t) })
 }
 
 // with returns b for a subtest's t.
@@ -186,4 +190,160 @@ func (b *l2Bed) metricsScraperToken(ctx context.Context, t *testing.T) string {
 		t.Fatal(err)
 	}
 	return b.token(ctx, t, sa)
+}
+
+// poolReady returns a pool's Ready condition status, reason and message.
+func (b *l2Bed) poolReady(ctx context.Context, name string) (status, reason, msg string) {
+	r, err := b.Resource(poolGVK, "")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	u, err := r.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", "", err.Error()
+	}
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m := c.(map[string]any)
+		if m["type"] == "Ready" {
+			return fmt.Sprint(m["status"]), fmt.Sprint(m["reason"]), fmt.Sprint(m["message"])
+		}
+	}
+	return "", "", "no Ready condition"
+}
+
+const hurtfulPools = `
+apiVersion: herald.io/v1beta1
+kind: IPAddressPool
+metadata: {name: everything}
+spec:
+  addresses: ["0.0.0.0/0"]
+  autoAssign: false
+---
+apiVersion: herald.io/v1beta1
+kind: IPAddressPool
+metadata: {name: everything6}
+spec:
+  addresses: ["::/0"]
+  autoAssign: false
+---
+apiVersion: herald.io/v1beta1
+kind: IPAddressPool
+metadata: {name: cluster-ips}
+spec:
+  addresses: ["198.19.0.0/29"]
+  autoAssign: false
+---
+apiVersion: herald.io/v1beta1
+kind: IPAddressPool
+metadata: {name: nodes}
+spec:
+  addresses: ["198.18.0.8/29"]
+  autoAssign: false
+---
+apiVersion: herald.io/v1beta1
+kind: L2Advertisement
+metadata: {name: nodes}
+spec:
+  ipAddressPools: [nodes]
+`
+
+// pools: a pool holding the unspecified address or only cluster addresses
+// is refused, one holding node addresses loses them (and the network and
+// broadcast addresses of the node subnet), with the reason on its status;
+// and no speaker announces a node's address even when a Service's status
+// holds one.
+func (b *l2Bed) pools(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := b.ApplyYAML(ctx, []byte(hurtfulPools)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ pool, status, reason, msg string }{
+		{"everything", "False", "ReservedAddresses", "unspecified address 0.0.0.0"},
+		{"everything6", "False", "ReservedAddresses", "unspecified address ::"},
+		{"cluster-ips", "False", "ReservedAddresses", "every address of the pool is reserved: 198.19.0.0/29 (Service CIDR"},
+		{"nodes", "True", "Valid", "198.18.0.8 (the network address of 198.18.0.8/29, which holds a node's address), 198.18.0.11 (InternalIP of node node1), 198.18.0.12 (InternalIP of node node2), 198.18.0.13 (InternalIP of node node3), 198.18.0.15 (the broadcast address"},
+	} {
+		waitUntil(t, 30*time.Second, "pool "+c.pool+" Ready="+c.status+" "+c.reason, func(ctx context.Context) (bool, string) {
+			st, reason, msg := b.poolReady(ctx, c.pool)
+			return st == c.status && reason == c.reason && strings.Contains(msg, c.msg), st + " " + reason + ": " + msg
+		})
+		_, _, msg := b.poolReady(ctx, c.pool)
+		t.Logf("pool %s: %s", c.pool, msg)
+	}
+	// The node pool hands out what is left: .9, .10, .14.
+	var got []string
+	for i := range 4 {
+		spec := testbed.ServiceSpec{Name: fmt.Sprintf("nodepool-%d", i), Pods: b.podsOn("node1"), Mutate: func(s *corev1.Service) {
+			s.Annotations = map[string]string{"herald.io/address-pool": "nodes"}
+		}}
+		if i == 3 {
+			if _, err := b.BackendService(ctx, spec); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		got = append(got, b.service(ctx, spec, 1)[0].String())
+	}
+	if want := []string{"198.18.0.9", "198.18.0.10", "198.18.0.14"}; !slices.Equal(got, want) {
+		t.Errorf("the node pool handed out %v, want %v", got, want)
+	}
+	waitUntil(t, 30*time.Second, "nodepool-3 gets no address (the pool is exhausted)", func(ctx context.Context) (bool, string) {
+		evs := b.events(ctx, "default", "nodepool-3", "AllocationFailed")
+		return len(evs) > 0, strings.Join(evs, "; ")
+	})
+	if _, err := b.BackendService(ctx, testbed.ServiceSpec{Name: "wants-node2", Pods: b.podsOn("node1"), Mutate: func(s *corev1.Service) {
+		s.Annotations = map[string]string{"herald.io/loadBalancerIPs": "198.18.0.12"}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "a Service asking for node2's address is refused", func(ctx context.Context) (bool, string) {
+		evs := b.events(ctx, "default", "wants-node2", "AllocationFailed")
+		return len(evs) > 0, strings.Join(evs, "; ")
+	})
+	for i := range 4 {
+		_ = b.Client.CoreV1().Services("default").Delete(ctx, fmt.Sprintf("nodepool-%d", i), metav1.DeleteOptions{})
+	}
+	_ = b.Client.CoreV1().Services("default").Delete(ctx, "wants-node2", metav1.DeleteOptions{})
+
+	// A Service whose status holds the nodes' addresses (written by
+	// someone else while the controller is down): no speaker announces
+	// them, so the client keeps reaching each node at its own MAC.
+	if err := b.ctrl.Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var nodeIPs []netip.Addr
+	for _, n := range b.Nodes {
+		nodeIPs = append(nodeIPs, n.IP)
+		// Any packet resolves the node's MAC; the connection may fail.
+		_, _ = b.ClientL2.Output(ctx, "curl", "-s", "--max-time", "1", "http://"+testbed.HostPort(n.IP, 9)+"/")
+		if owner := b.neighbourOwner(ctx, n.IP); owner != n.Name {
+			t.Fatalf("the client resolved %s to %q", n.IP, owner)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // past the neighbour entries' locktime: a gratuitous ARP would now replace them
+	if _, err := b.BackendService(ctx, testbed.ServiceSpec{Name: "steal", Pods: b.podsOn("node1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SetLoadBalancerIngress(ctx, "default", "steal", nodeIPs...); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	for _, n := range b.Nodes {
+		if owner := b.neighbourOwner(ctx, n.IP); owner != n.Name {
+			t.Errorf("the client reaches %s (%s's address) at %q's MAC", n.IP, n.Name, owner)
+		}
+	}
+	refused := 0
+	for _, p := range b.speakers {
+		if log, err := os.ReadFile(p.Log); err == nil {
+			refused += strings.Count(string(log), "not announcing a node's own address")
+		}
+	}
+	if refused == 0 {
+		t.Error("no speaker logged that it refused to announce a node's address")
+	}
+	_ = b.Client.CoreV1().Services("default").Delete(ctx, "steal", metav1.DeleteOptions{})
+	b.startController(ctx)
 }

@@ -123,6 +123,7 @@ func (b *builder) excludeReserved(p *Pool, fields []string) (*Pool, []Problem) {
 			q.V6 = append(q.V6, r)
 		}
 	}
+	slices.SortStableFunc(hits, func(x, y hit) int { return x.r.From().Compare(y.r.From()) })
 	// One warning per field, listing what was taken out and why.
 	byField := map[string][]string{}
 	var order []string
