@@ -58,8 +58,13 @@ type link struct {
 	info   linkInfo
 	arp    *ARPResponder
 	ndp    *NDPResponder
+	ctx    context.Context
 	cancel context.CancelFunc
-	done   chan struct{}
+	wg     sync.WaitGroup
+	// done is closed when a responder stops (the link is restarted at the
+	// next scan).
+	done     chan struct{}
+	doneOnce sync.Once
 }
 
 // NewAnnouncer returns an announcer; it does nothing until Run.
@@ -264,6 +269,10 @@ func (a *Announcer) scan(ctx context.Context) {
 				a.log.Info("restarting responders", slog.String("interface", name))
 			default:
 				if l.info.same(info) {
+					// A responder that failed to start (an NDP socket on a
+					// link-local address still tentative after a flap) is
+					// started again, without disturbing the other one.
+					a.startMissing(l)
 					continue
 				}
 				a.log.Info("interface changed", slog.String("interface", name))
@@ -288,52 +297,60 @@ func (a *Announcer) scan(ctx context.Context) {
 // owned IPs that are allowed there. It returns nil if none could start.
 // a.mu is held.
 func (a *Announcer) start(ctx context.Context, info linkInfo) *link {
-	ifi := info.ifi
 	l := &link{info: info, done: make(chan struct{})}
-	opts := a.cfg.Options
-	if info.arp {
-		r, err := ListenARP(&ifi, opts)
-		if err != nil {
-			a.log.Warn("ARP responder not started", slog.String("interface", ifi.Name), slog.Any("error", err))
-		} else {
-			l.arp = r
-		}
-	}
-	if info.ndp {
-		r, err := ListenNDP(&ifi, opts)
-		if err != nil {
-			a.log.Warn("NDP responder not started", slog.String("interface", ifi.Name), slog.Any("error", err))
-		} else {
-			l.ndp = r
-		}
-	}
+	l.ctx, l.cancel = context.WithCancel(ctx)
+	a.startMissing(l)
 	if l.arp == nil && l.ndp == nil {
+		l.cancel()
 		return nil
 	}
-	lctx, cancel := context.WithCancel(ctx)
-	l.cancel = cancel
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{arpRun(l.arp), ndpRun(l.ndp)} {
-		if run == nil {
-			continue
+	a.log.Info("answering on interface", slog.String("interface", info.ifi.Name), slog.Bool("arp", l.arp != nil), slog.Bool("ndp", l.ndp != nil))
+	return l
+}
+
+// startMissing starts the responders l should have and does not, and hands
+// them the owned IPs. a.mu is held.
+func (a *Announcer) startMissing(l *link) {
+	ifi := l.info.ifi
+	opts := a.cfg.Options
+	var started []func(context.Context) error
+	if l.info.arp && l.arp == nil {
+		r, err := ListenARP(&ifi, opts)
+		if err != nil {
+			a.log.Warn("ARP responder not started; retrying", slog.String("interface", ifi.Name), slog.Any("error", err))
+		} else {
+			l.arp = r
+			started = append(started, r.Run)
 		}
-		wg.Go(func() {
-			if err := run(lctx); err != nil {
+	}
+	if l.info.ndp && l.ndp == nil {
+		r, err := ListenNDP(&ifi, opts)
+		if err != nil {
+			a.log.Warn("NDP responder not started; retrying", slog.String("interface", ifi.Name), slog.Any("error", err))
+		} else {
+			l.ndp = r
+			started = append(started, r.Run)
+		}
+	}
+	if len(started) == 0 {
+		return
+	}
+	for _, run := range started {
+		l.wg.Go(func() {
+			if err := run(l.ctx); err != nil {
 				a.log.Warn("responder stopped", slog.String("interface", ifi.Name), slog.Any("error", err))
 			}
 			// One failed responder restarts the link at the next scan.
-			cancel()
+			l.doneOnce.Do(func() { close(l.done) })
+			l.cancel()
 		})
 	}
-	go func() {
-		wg.Wait()
-		close(l.done)
-	}()
+	if l.arp != nil && l.ndp != nil && len(started) == 1 {
+		a.log.Info("responder started on retry", slog.String("interface", ifi.Name))
+	}
 	for ip, allowed := range a.ips {
 		a.apply(l, ip, allowed, true)
 	}
-	a.log.Info("answering on interface", slog.String("interface", ifi.Name), slog.Bool("arp", l.arp != nil), slog.Bool("ndp", l.ndp != nil))
-	return l
 }
 
 func arpRun(r *ARPResponder) func(context.Context) error {
@@ -375,7 +392,7 @@ func (a *Announcer) apply(l *link, ip netip.Addr, allowed []string, own bool) {
 // stop stops a link's responders and waits for them. a.mu is held.
 func (a *Announcer) stop(l *link) {
 	l.cancel()
-	<-l.done
+	l.wg.Wait()
 }
 
 func (a *Announcer) stopAll() {
