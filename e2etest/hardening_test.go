@@ -27,6 +27,8 @@ func TestHardening(t *testing.T) {
 	b := startL2With(t, testbed.Options{Nodes: 3, PodsPerNode: 1, DualStack: true, Router: true})
 	t.Run("least-privilege", func(t *testing.T) { b.with(t).leastPrivilege(t) })
 	t.Run("pools", func(t *testing.T) { b.with(t).pools(t) })
+	t.Run("tenancy", func(t *testing.T) { b.with(t).tenancy(t) })
+	t.Run("partition-heal", func(t *testing.T) { b.with(t).partitionHeal(t) })
 }
 
 // with returns b for a subtest's t.
@@ -346,4 +348,147 @@ func (b *l2Bed) pools(t *testing.T) {
 	}
 	_ = b.Client.CoreV1().Services("default").Delete(ctx, "steal", metav1.DeleteOptions{})
 	b.startController(ctx)
+}
+
+// tenancy: a sharing key joins only Services of the same namespace, unless
+// both opt in to sharing across namespaces.
+func (b *l2Bed) tenancy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	svc := func(ns, name string, port int32, cross bool, want int) []netip.Addr {
+		spec := testbed.ServiceSpec{Namespace: ns, Name: name, Port: port, Pods: b.podsOn("node1"), Mutate: func(s *corev1.Service) {
+			s.Annotations = map[string]string{"herald.io/allow-shared-ip": "shared-key"}
+			if cross {
+				s.Annotations["herald.io/allow-shared-ip-across-namespaces"] = "true"
+			}
+		}}
+		return b.service(ctx, spec, want)
+	}
+	a := svc("tenant-a", "web", 80, false, 1)
+	a2 := svc("tenant-a", "ssh", 22, false, 1)
+	if a[0] != a2[0] {
+		t.Errorf("two Services of tenant-a with one key got %v and %v, want one address", a, a2)
+	}
+	bIP := svc("tenant-b", "web", 8080, false, 1)
+	if bIP[0] == a[0] {
+		t.Errorf("tenant-b's Service joined tenant-a's address %s with the same key", a[0])
+	}
+	// Asking for the other tenant's address is refused.
+	if _, err := b.BackendService(ctx, testbed.ServiceSpec{Namespace: "tenant-b", Name: "steal", Port: 8081, Pods: b.podsOn("node1"), Mutate: func(s *corev1.Service) {
+		s.Annotations = map[string]string{"herald.io/allow-shared-ip": "shared-key", "herald.io/loadBalancerIPs": a[0].String()}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "tenant-b/steal is refused tenant-a's address", func(ctx context.Context) (bool, string) {
+		evs := b.events(ctx, "tenant-b", "steal", "AllocationFailed")
+		return len(evs) > 0 && strings.Contains(evs[0], "allow-shared-ip-across-namespaces"), strings.Join(evs, "; ")
+	})
+	// Both opting in share.
+	x := svc("tenant-a", "dns", 53, true, 1)
+	y := svc("tenant-c", "dns", 5353, true, 1)
+	if x[0] != y[0] {
+		t.Errorf("Services of two namespaces that both opt in got %v and %v, want one address", x, y)
+	}
+	if x[0] == a[0] {
+		t.Errorf("the cross-namespace Service joined the namespace-only address %s", a[0])
+	}
+	for _, k := range [][2]string{{"tenant-a", "web"}, {"tenant-a", "ssh"}, {"tenant-b", "web"}, {"tenant-b", "steal"}, {"tenant-a", "dns"}, {"tenant-c", "dns"}} {
+		_ = b.Client.CoreV1().Services(k[0]).Delete(ctx, k[1], metav1.DeleteOptions{})
+	}
+}
+
+// neighbourOwnerIn is neighbourOwner for another host's neighbour table.
+func (b *l2Bed) neighbourOwnerIn(ctx context.Context, ns testbed.NS, ip netip.Addr) string {
+	nb, err := ns.Neighbors(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, e := range nb {
+		if e.Dst == ip.String() {
+			for name, mac := range b.macs {
+				if strings.EqualFold(mac, e.LLAddr) {
+					return name
+				}
+			}
+			return "?" + e.LLAddr
+		}
+	}
+	return ""
+}
+
+// partitionHeal cuts the owner of an address off the segment for 10 s
+// (carrier lost on its link: a partition and a link flap) and measures, once
+// the link is back, how long until every client on the segment (the L2
+// client and the router) maps the address to one MAC, the owner's.
+func (b *l2Bed) partitionHeal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ips := b.service(ctx, testbed.ServiceSpec{Name: "heal", Pods: b.podsOn("node1", "node2", "node3")}, 1)
+	ip := ips[0]
+	owner := b.waitOwner(ctx, ip)
+	clients := map[string]testbed.NS{"client-l2": b.ClientL2.NS, "router": b.Router.NS}
+	// Both clients talk to the address, so both hold a neighbour entry.
+	pl := testbed.Probe(ctx, b.ClientL2.NS, testbed.HostPort(ip, 80), 50*time.Millisecond, 500*time.Millisecond)
+	pr := testbed.Probe(ctx, b.Router.NS, testbed.HostPort(ip, 80), 50*time.Millisecond, 500*time.Millisecond)
+	defer pl.Stop()
+	defer pr.Stop()
+	waitUntil(t, 20*time.Second, "both clients resolve "+ip.String()+" to "+owner, func(ctx context.Context) (bool, string) {
+		var st []string
+		ok := true
+		for name, ns := range clients {
+			o := b.neighbourOwnerIn(ctx, ns, ip)
+			ok = ok && o == owner
+			st = append(st, name+"="+o)
+		}
+		return ok, strings.Join(st, " ")
+	})
+	n := b.node(owner)
+	if err := n.LinkDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	var other string
+	waitUntil(t, 15*time.Second, "another node takes "+ip.String()+" over", func(ctx context.Context) (bool, string) {
+		other = b.neighbourOwnerIn(ctx, b.ClientL2.NS, ip)
+		return other != "" && other != owner, other
+	})
+	t.Logf("%s took %s over %v after %s lost carrier", other, ip, time.Since(down).Round(time.Millisecond), owner)
+	time.Sleep(time.Until(down.Add(10 * time.Second)))
+	if err := n.LinkUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	// Converged: both clients map the address to the same node's MAC, and
+	// stay so for 2 s.
+	var since time.Time
+	var last string
+	for time.Since(up) < 30*time.Second {
+		var owners []string
+		for _, ns := range clients {
+			owners = append(owners, b.neighbourOwnerIn(ctx, ns, ip))
+		}
+		cur := ""
+		if owners[0] != "" && owners[0] == owners[1] && !strings.HasPrefix(owners[0], "?") {
+			cur = owners[0]
+		}
+		switch {
+		case cur == "":
+			since = time.Time{}
+		case cur != last || since.IsZero():
+			since = time.Now()
+		}
+		last = cur
+		if !since.IsZero() && time.Since(since) >= 2*time.Second {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if since.IsZero() {
+		t.Fatalf("clients do not agree on one MAC for %s 30s after the link came back", ip)
+	}
+	heal := since.Sub(up)
+	t.Logf("FIGURE partition heal: one MAC per IP (%s's) at every client %v after a 10s partition healed (command: go test -run 'TestHardening/partition-heal' ./e2etest)", last, heal.Round(time.Millisecond))
+	if heal > 3*time.Second {
+		t.Errorf("clients converged %v after the partition healed, want within 3s", heal)
+	}
 }
