@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ func TestHardening(t *testing.T) {
 	t.Run("pools", func(t *testing.T) { b.with(t).pools(t) })
 	t.Run("tenancy", func(t *testing.T) { b.with(t).tenancy(t) })
 	t.Run("partition-heal", func(t *testing.T) { b.with(t).partitionHeal(t) })
+	t.Run("api-outage", func(t *testing.T) { b.with(t).apiOutage(t) })
 }
 
 // with returns b for a subtest's t.
@@ -491,4 +493,129 @@ func (b *l2Bed) partitionHeal(t *testing.T) {
 	if heal > 3*time.Second {
 		t.Errorf("clients converged %v after the partition healed, want within 3s", heal)
 	}
+}
+
+const outageBGP = `
+apiVersion: herald.io/v1beta1
+kind: IPAddressPool
+metadata: {name: outage-bgp}
+spec:
+  addresses: ["203.0.113.128/28"]
+  autoAssign: false
+---
+apiVersion: herald.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: outage-bgp}
+spec:
+  ipAddressPools: [outage-bgp]
+---
+apiVersion: herald.io/v1beta1
+kind: BGPPeer
+metadata: {name: outage-router}
+spec:
+  myASN: 64600
+  peerASN: 64512
+  peerAddress: 198.18.0.2
+  holdTime: 9s
+  connectTime: 1s
+`
+
+// apiOutage stops the API server (SIGSTOP: connections hang, as behind a
+// dead load balancer) for 30 s (5 min with HERALD_LONG=1). The L2 address
+// keeps answering, the BGP route stays on the router, and when the owner's
+// speaker dies during the outage another node takes the address over:
+// membership does not need the API.
+func (b *l2Bed) apiOutage(t *testing.T) {
+	outage := 30 * time.Second
+	if os.Getenv("HERALD_LONG") != "" {
+		outage = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), outage+5*time.Minute)
+	defer cancel()
+	if _, err := b.ApplyYAML(ctx, []byte(outageBGP)); err != nil {
+		t.Fatal(err)
+	}
+	l2 := b.service(ctx, testbed.ServiceSpec{Name: "outage-l2", Pods: b.podsOn("node1", "node2", "node3")}, 1)[0]
+	bgpIP := b.service(ctx, testbed.ServiceSpec{Name: "outage-bgp", Pods: b.podsOn("node1", "node2", "node3"), Mutate: func(s *corev1.Service) {
+		s.Annotations = map[string]string{"herald.io/address-pool": "outage-bgp"}
+	}}, 1)[0]
+	routeHops := func() int {
+		routes, err := b.Router.Routes(ctx, netip.PrefixFrom(bgpIP, 32))
+		if err != nil || len(routes) == 0 {
+			return 0
+		}
+		return len(routes[0].NextHops())
+	}
+	waitUntil(t, 60*time.Second, "the router routes "+bgpIP.String()+" to the 3 nodes", func(context.Context) (bool, string) {
+		h := routeHops()
+		return h == 3, fmt.Sprint(h, " next hops")
+	})
+	owner := b.waitOwner(ctx, l2)
+	var api *testbed.Process
+	for _, p := range b.Processes() {
+		if p.Name == "kube-apiserver" {
+			api = p
+		}
+	}
+	if api == nil {
+		t.Fatal("no kube-apiserver process in the bed")
+	}
+	probe := testbed.Probe(ctx, b.ClientL2.NS, testbed.HostPort(l2, 80), 100*time.Millisecond, time.Second)
+	if err := api.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = api.Signal(syscall.SIGCONT)
+		}
+	}()
+	minHops := 3
+	killed := false
+	var failover time.Duration
+	for time.Since(stopped) < outage {
+		if h := routeHops(); h < minHops {
+			minHops = h
+		}
+		if !killed && time.Since(stopped) > outage/2 {
+			if err := b.speakers[owner].Kill(); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+			kill := time.Now()
+			for time.Since(kill) < 15*time.Second {
+				if o := b.neighbourOwner(ctx, l2); o != "" && o != owner {
+					failover = time.Since(kill)
+					t.Logf("%s's speaker killed %v into the outage; the client reaches %s at %s's MAC %v later",
+						owner, kill.Sub(stopped).Round(time.Second), l2, o, failover.Round(time.Millisecond))
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if failover == 0 {
+				t.Errorf("no failover of %s within 15s of killing %s's speaker during the API outage", l2, owner)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err := api.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	rep := probe.Stop()
+	t.Logf("FIGURE API server outage survived: %v; L2 longest HTTP outage %v (failover %v included); BGP next hops never below %d (2 after the kill: the dead speaker's session drops at hold time)",
+		outage, rep.LongestOutage().Round(time.Millisecond), failover.Round(time.Millisecond), minHops)
+	if minHops < 2 {
+		t.Errorf("the router lost the route to %s during the API outage (at least %d next hops)", bgpIP, minHops)
+	}
+	if rep.LongestOutage() > 5*time.Second {
+		t.Errorf("the L2 address was unreachable for %v during the API outage", rep.LongestOutage())
+	}
+	b.startSpeaker(ctx, b.node(owner))
+	b.waitMembers(ctx, 3)
+	waitUntil(t, 60*time.Second, "the route has its 3 next hops again", func(context.Context) (bool, string) {
+		h := routeHops()
+		return h == 3, fmt.Sprint(h)
+	})
 }
