@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
-	"strings"
 	"sort"
+	"strings"
 	"sync"
 
 	"go4.org/netipx"

@@ -8,6 +8,12 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 )
 
+// nodeAddressSetter is the part of the layer 2 announcer that keeps the
+// nodes' addresses out of what it answers for.
+type nodeAddressSetter interface {
+	SetNodeAddresses(addrs []netip.Addr)
+}
+
 // nodeAddresses returns every node's InternalIPs and ExternalIPs: the layer
 // 2 announcer never answers for them, whatever a Service's status says.
 func nodeAddresses(nodes corelisters.NodeLister) []netip.Addr {

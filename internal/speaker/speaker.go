@@ -773,8 +773,8 @@ func (s *Speaker) process(ctx context.Context) {
 	for _, name := range nodes {
 		s.syncNode(name, keys)
 	}
-	if len(nodes) > 0 && s.announcer != nil {
-		s.announcer.SetNodeAddresses(nodeAddresses(s.nodes))
+	if na, ok := s.announcer.(nodeAddressSetter); ok && len(nodes) > 0 {
+		na.SetNodeAddresses(nodeAddresses(s.nodes))
 	}
 	for _, name := range services {
 		s.syncService(name, keys)
