@@ -26,6 +26,7 @@ import (
 	"github.com/heraldlb/herald/internal/k8s"
 	"github.com/heraldlb/herald/internal/metrics"
 	"github.com/heraldlb/herald/internal/procstat"
+	"github.com/heraldlb/herald/internal/secureserve"
 	"github.com/heraldlb/herald/internal/version"
 )
 
@@ -43,6 +44,8 @@ func run() error {
 		namespace     = fs.String("namespace", envOr("HERALD_NAMESPACE", "herald-system"), "Herald's namespace (Lease, Secrets)")
 		lbClass       = fs.String("lb-class", "", "serve Services whose spec.loadBalancerClass is this; empty serves Services without a class")
 		metricsAddr   = fs.String("metrics-addr", ":7472", "address of the Prometheus endpoint; empty disables it")
+		metricsSecure = fs.Bool("metrics-secure", true, "serve metrics over TLS to callers the API server authenticates (TokenReview) and authorizes for GET on /metrics (SubjectAccessReview); false serves plain HTTP and needs a loopback --metrics-addr")
+		metricsCerts  = fs.String("metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint; empty: a self-signed certificate made at start")
 		healthAddr    = fs.String("health-addr", ":7473", "address of /healthz and /readyz; empty disables them")
 		leaderElect   = fs.Bool("leader-elect", false, "compete for a Lease so that only one replica allocates")
 		leaseName     = fs.String("lease-name", "herald-controller", "name of the leader-election Lease")
@@ -70,6 +73,9 @@ func run() error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
+	}
+	if *metricsAddr != "" && !*metricsSecure && !secureserve.Loopback(*metricsAddr) {
+		return fmt.Errorf("--metrics-addr %s: plain HTTP (--metrics-secure=false) is only allowed on a loopback address", *metricsAddr)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	log.Info("starting", slog.String("version", version.Version), slog.String("lbClass", *lbClass), slog.Bool("leaderElect", *leaderElect))
@@ -104,7 +110,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	serve(ctx, log, *metricsAddr, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), "/metrics")
+	if *metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		err := secureserve.Serve(ctx, secureserve.Options{
+			Addr: *metricsAddr, Secure: *metricsSecure, CertDir: *metricsCerts, Client: clients.Kube, Logger: log,
+		}, mux)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
 	health := http.NewServeMux()
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

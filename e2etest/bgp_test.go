@@ -232,8 +232,8 @@ func (b *bgpBed) startSpeaker(ctx context.Context, n *testbed.Node, extra ...str
 	b.t.Helper()
 	b.starts[n.Name]++
 	args := append([]string{"--kubeconfig", b.SpeakerKubeconfig, "--log-level", "debug",
-		"--metrics-addr", ":7472", "--health-addr", ":7473", "--bgp-status-interval", "2s"}, extra...)
-	p, err := n.Start(ctx, fmt.Sprintf("speaker-%s-%d", n.Name, b.starts[n.Name]), b.speakerBin, args...)
+		"--metrics-addr", "127.0.0.1:7472", "--metrics-secure=false", "--health-addr", ":7473", "--bgp-status-interval", "2s"}, extra...)
+	p, err := n.StartSpeaker(ctx, fmt.Sprintf("speaker-%s-%d", n.Name, b.starts[n.Name]), b.speakerBin, args...)
 	if err != nil {
 		b.t.Fatal(err)
 	}

@@ -201,6 +201,73 @@ func TestHelmChartMatchesManifests(t *testing.T) {
 		compareObjects(t, "herald-prometheus.yaml", decodeObjects(t, readManifest(t, "herald-prometheus.yaml")),
 			"chart", decodeObjects(t, renderChart(t, "--set", "prometheus.serviceMonitor.enabled=true,prometheus.rules.enabled=true")))
 	})
+	t.Run("networkpolicy", func(t *testing.T) {
+		compareObjects(t, "herald-networkpolicy.yaml", decodeObjects(t, readManifest(t, "herald-networkpolicy.yaml")),
+			"chart", decodeObjects(t, renderChart(t, "--set", "networkPolicy.enabled=true")))
+	})
+}
+
+// TestNetworkPolicyFitsController checks the NetworkPolicies against the
+// controller they guard: the controller's policy selects the Deployment's
+// pods, admits every port the Deployment declares (the probes and the
+// metrics scrape use them), and the namespace-wide one denies the rest.
+func TestNetworkPolicyFitsController(t *testing.T) {
+	objs := decodeObjects(t, readManifest(t, "herald-networkpolicy.yaml"))
+	var deploy, policy, deny *unstructured.Unstructured
+	for _, u := range objs {
+		switch {
+		case u.GetKind() == "Deployment" && u.GetName() == "herald-controller":
+			deploy = u
+		case u.GetKind() == "NetworkPolicy" && u.GetName() == "herald-controller":
+			policy = u
+		case u.GetKind() == "NetworkPolicy" && u.GetName() == "herald-default-deny":
+			deny = u
+		}
+	}
+	if deploy == nil || policy == nil || deny == nil {
+		t.Fatalf("herald-networkpolicy.yaml: Deployment %v, NetworkPolicy herald-controller %v, herald-default-deny %v", deploy != nil, policy != nil, deny != nil)
+	}
+	if herald := readManifest(t, "herald.yaml"); bytes.Contains(herald, []byte("kind: NetworkPolicy")) {
+		t.Error("herald.yaml (the default install) has NetworkPolicies; they must be opt-in")
+	}
+	if sel, _, _ := unstructured.NestedMap(deny.Object, "spec", "podSelector"); len(sel) != 0 {
+		t.Errorf("herald-default-deny selects %v, want every pod", sel)
+	}
+	if rules, _, _ := unstructured.NestedSlice(deny.Object, "spec", "ingress"); len(rules) != 0 {
+		t.Errorf("herald-default-deny admits %v", rules)
+	}
+	podLabels, _, _ := unstructured.NestedStringMap(deploy.Object, "spec", "template", "metadata", "labels")
+	sel, _, _ := unstructured.NestedStringMap(policy.Object, "spec", "podSelector", "matchLabels")
+	for k, v := range sel {
+		if podLabels[k] != v {
+			t.Errorf("the controller's policy selects %s=%s; the controller's pods have %v", k, v, podLabels)
+		}
+	}
+	if len(sel) == 0 {
+		t.Error("the controller's policy selects every pod")
+	}
+	admitted := map[string]bool{}
+	ingress, _, _ := unstructured.NestedSlice(policy.Object, "spec", "ingress")
+	for _, r := range ingress {
+		ports, _, _ := unstructured.NestedSlice(r.(map[string]any), "ports")
+		for _, p := range ports {
+			admitted[fmt.Sprint(p.(map[string]any)["port"])] = true
+		}
+	}
+	containers, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
+	for _, c := range containers {
+		ports, _, _ := unstructured.NestedSlice(c.(map[string]any), "ports")
+		for _, p := range ports {
+			name := fmt.Sprint(p.(map[string]any)["name"])
+			if !admitted[name] {
+				t.Errorf("container port %s of the controller is not admitted by its NetworkPolicy (admitted: %v)", name, admitted)
+			}
+		}
+	}
+	egress, _, _ := unstructured.NestedSlice(policy.Object, "spec", "egress")
+	if len(egress) == 0 {
+		t.Error("the controller's policy allows no egress: it could not reach the API server")
+	}
 }
 
 // monitoringCRDs stand in for the Prometheus Operator's CRDs, so that the
@@ -273,6 +340,8 @@ func TestInstall(t *testing.T) {
 		{"helm template (prometheus, lbClass)", func() []byte {
 			return renderChart(t, "--set", "prometheus.serviceMonitor.enabled=true,prometheus.rules.enabled=true,lbClass=herald")
 		}},
+		{"config/manifests/herald-networkpolicy.yaml", func() []byte { return readManifest(t, "herald-networkpolicy.yaml") }},
+		{"helm template (networkPolicy)", func() []byte { return renderChart(t, "--set", "networkPolicy.enabled=true") }},
 	} {
 		data := c.data()
 		applyAll(t, bed, c.name, data)
@@ -283,7 +352,7 @@ func TestInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ds.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Add; len(got) != 2 {
-		t.Errorf("speaker capabilities = %v, want NET_RAW and NET_ADMIN", got)
+	if got := ds.Spec.Template.Spec.Containers[0].SecurityContext.Capabilities.Add; len(got) != 1 || got[0] != "NET_RAW" {
+		t.Errorf("speaker capabilities = %v, want NET_RAW only", got)
 	}
 }

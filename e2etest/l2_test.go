@@ -33,6 +33,10 @@ type l2Bed struct {
 	speakers   map[string]*testbed.Process // node name -> running speaker
 	starts     map[string]int              // node name -> speakers started
 	macs       map[string]string           // node name -> eth0 MAC
+	// metricsToken, for a node, makes metrics scrape that speaker over
+	// TLS on its node address with this bearer token (a speaker started
+	// with --metrics-secure).
+	metricsToken map[string]string
 }
 
 const l2Config = `
@@ -80,11 +84,17 @@ spec:
 
 // startL2 brings up a dual-stack bed with the controller and the speakers.
 func startL2(t *testing.T, nodes int) *l2Bed {
+	return startL2With(t, testbed.Options{Nodes: nodes, PodsPerNode: 1, DualStack: true})
+}
+
+// startL2With is startL2 on a bed with opts (a router, for example).
+func startL2With(t *testing.T, opts testbed.Options) *l2Bed {
 	needRoot(t)
-	bed := testbed.Start(t, testbed.Options{Nodes: nodes, PodsPerNode: 1, DualStack: true})
+	nodes := opts.Nodes
+	bed := testbed.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	b := &l2Bed{Bed: bed, t: t, speakers: map[string]*testbed.Process{}, starts: map[string]int{}, macs: map[string]string{}}
+	b := &l2Bed{Bed: bed, t: t, speakers: map[string]*testbed.Process{}, starts: map[string]int{}, macs: map[string]string{}, metricsToken: map[string]string{}}
 	for _, name := range []string{"herald-memberlist", "herald-memberlist-other"} {
 		secret := make([]byte, 32)
 		rand.Read(secret)
@@ -143,8 +153,8 @@ func (b *l2Bed) startSpeaker(ctx context.Context, n *testbed.Node, extra ...stri
 	b.t.Helper()
 	b.starts[n.Name]++
 	args := append([]string{"--kubeconfig", b.SpeakerKubeconfig, "--log-level", "debug",
-		"--metrics-addr", ":7472", "--health-addr", ":7473"}, extra...)
-	p, err := n.Start(ctx, fmt.Sprintf("speaker-%s-%d", n.Name, b.starts[n.Name]), b.speakerBin, args...)
+		"--metrics-addr", "127.0.0.1:7472", "--metrics-secure=false", "--health-addr", ":7473"}, extra...)
+	p, err := n.StartSpeaker(ctx, fmt.Sprintf("speaker-%s-%d", n.Name, b.starts[n.Name]), b.speakerBin, args...)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -153,13 +163,20 @@ func (b *l2Bed) startSpeaker(ctx context.Context, n *testbed.Node, extra ...stri
 
 // metrics reads one speaker's metrics as name{labels} -> value.
 func (b *l2Bed) metrics(ctx context.Context, n *testbed.Node) (map[string]float64, error) {
+	if tok := b.metricsToken[n.Name]; tok != "" {
+		return parseMetrics(n.Output(ctx, "curl", "-sfk", "--max-time", "2", "-H", "Authorization: Bearer "+tok, "https://"+testbed.HostPort(n.IP, 7472)+"/metrics"))
+	}
 	return speakerMetrics(ctx, n)
 }
 
 // speakerMetrics reads the metrics of the speaker on n (on :7472) as
 // name{labels} -> value.
 func speakerMetrics(ctx context.Context, n *testbed.Node) (map[string]float64, error) {
-	out, err := n.Output(ctx, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:7472/metrics")
+	return parseMetrics(n.Output(ctx, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:7472/metrics"))
+}
+
+// parseMetrics parses a metrics page as name{labels} -> value.
+func parseMetrics(out []byte, err error) (map[string]float64, error) {
 	if err != nil {
 		return nil, err
 	}

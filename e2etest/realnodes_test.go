@@ -3,6 +3,7 @@ package e2etest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,7 +20,9 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -288,6 +291,8 @@ type realBed struct {
 	root string
 	// sysctls are the host's values before the bed started.
 	sysctls map[string]string
+	// scrapeToken is metricsToken's, once made.
+	scrapeToken string
 }
 
 const realNodesCount = 2
@@ -543,13 +548,48 @@ var capBits = map[string]uint{
 	"BLOCK_SUSPEND": 36, "AUDIT_READ": 37, "PERFMON": 38, "BPF": 39, "CHECKPOINT_RESTORE": 40,
 }
 
+// metricsToken returns a token of a ServiceAccount bound to
+// herald-metrics-reader, made once.
+func (rb *realBed) metricsToken() string {
+	rb.t.Helper()
+	if rb.scrapeToken != "" {
+		return rb.scrapeToken
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const sa = "metrics-scraper"
+	c := rb.bed.Client
+	if _, err := c.CoreV1().ServiceAccounts(testbed.HeraldNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		rb.t.Fatal(err)
+	}
+	if _, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "herald-test-metrics-scraper"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "herald-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: testbed.HeraldNamespace}},
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		rb.t.Fatal(err)
+	}
+	tr, err := c.CoreV1().ServiceAccounts(testbed.HeraldNamespace).CreateToken(ctx, sa, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		rb.t.Fatal(err)
+	}
+	rb.scrapeToken = tr.Status.Token
+	return rb.scrapeToken
+}
+
 // checkMetrics reads the metrics endpoint the install's metrics Services
 // point at (port 7472): speakers on the node's address (host network),
 // controllers on the pod's.
 func (rb *realBed) checkMetrics(p corev1.Pod, node *testbed.Node) {
 	t := rb.t
-	url := fmt.Sprintf("http://%s/metrics", testbed.HostPort(mustAddr(t, p.Status.PodIP), 7472))
-	resp, err := node.HTTPClient(5 * time.Second).Get(url)
+	// TLS (self-signed) and a token allowed GET /metrics, as Prometheus
+	// scrapes with config/rbac's herald-metrics-reader.
+	url := fmt.Sprintf("https://%s/metrics", testbed.HostPort(mustAddr(t, p.Status.PodIP), 7472))
+	hc := node.HTTPClient(5 * time.Second)
+	hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+rb.metricsToken())
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Errorf("pod %s: metrics: %v", p.Name, err)
 		return

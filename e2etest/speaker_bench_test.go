@@ -44,7 +44,7 @@ func BenchmarkSpeakerScale(b *testing.B) {
 	speakers := map[string]*testbed.Process{}
 	pprof, pprofAddr := pprofArgs(b, false)
 	for _, node := range bed.Nodes {
-		p, err := node.Start(ctx, "speaker-"+node.Name, speakerBin, append([]string{"--kubeconfig", bed.SpeakerKubeconfig,
+		p, err := node.StartSpeaker(ctx, "speaker-"+node.Name, speakerBin, append([]string{"--kubeconfig", bed.SpeakerKubeconfig,
 			"--metrics-addr", "", "--health-addr", ""}, pprof...)...)
 		if err != nil {
 			b.Fatal(err)
@@ -96,8 +96,8 @@ func BenchmarkSpeakerBurst(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, node := range bed.Nodes {
-		if _, err := node.Start(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
-			"--metrics-addr", ":7472", "--health-addr", ""); err != nil {
+		if _, err := node.StartSpeaker(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
+			"--metrics-addr", "127.0.0.1:7472", "--metrics-secure=false", "--health-addr", ""); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -150,7 +150,7 @@ func steadyState(tb testing.TB, n int, window time.Duration) (writesPerMin, read
 		"---\napiVersion: herald.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: steady}\nspec: {ipAddressPools: [steady]}\n")
 	startController(tb, bed, "controller", "--leader-elect", "--namespace", testbed.HeraldNamespace, "--log-level", "info")
 	for _, node := range bed.Nodes {
-		p, err := node.Start(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
+		p, err := node.StartSpeaker(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
 			"--metrics-addr", "", "--health-addr", "")
 		if err != nil {
 			tb.Fatal(err)

@@ -2,6 +2,7 @@
 # Regenerates what is derived from config/:
 #   config/manifests/herald.yaml             kustomize build config/default
 #   config/manifests/herald-prometheus.yaml  kustomize build config/prometheus
+#   config/manifests/herald-networkpolicy.yaml  kustomize build config/networkpolicy
 #   charts/herald/crds/*.yaml                copies of config/crd/bases
 #   charts/herald/files/                     copies of config/rbac and the PrometheusRule
 # kustomize is built from its Go module (hack/tools/kustomize) when needed.
@@ -32,6 +33,8 @@ mkdir -p config/manifests
   "$kustomize" build config/default; } >config/manifests/herald.yaml
 { header "with ServiceMonitors and PrometheusRules (needs the Prometheus Operator's CRDs)" config/prometheus config/manifests/herald-prometheus.yaml
   "$kustomize" build config/prometheus; } >config/manifests/herald-prometheus.yaml
+{ header "with NetworkPolicies for herald-system (needs a CNI that enforces them)" config/networkpolicy config/manifests/herald-networkpolicy.yaml
+  "$kustomize" build config/networkpolicy; } >config/manifests/herald-networkpolicy.yaml
 
 mkdir -p charts/herald/crds
 rm -f charts/herald/crds/*.yaml
@@ -45,3 +48,4 @@ for f in config/rbac/*.yaml; do
 	[[ ${f##*/} == kustomization.yaml ]] || cp "$f" charts/herald/files/rbac/
 done
 cp config/prometheus/prometheusrule.yaml charts/herald/files/prometheusrule.yaml
+cp config/networkpolicy/networkpolicy.yaml charts/herald/files/networkpolicy.yaml

@@ -28,6 +28,7 @@ import (
 	"github.com/heraldlb/herald/internal/layer2"
 	"github.com/heraldlb/herald/internal/membership"
 	"github.com/heraldlb/herald/internal/procstat"
+	"github.com/heraldlb/herald/internal/secureserve"
 	"github.com/heraldlb/herald/internal/speaker"
 	"github.com/heraldlb/herald/internal/version"
 )
@@ -49,6 +50,8 @@ type flags struct {
 	garpInterval, refresh                    time.Duration
 	metricsAddr, healthAddr, logLevel        string
 	pprofAddr                                string
+	metricsSecure                            bool
+	metricsCertDir                           string
 	showVersion                              bool
 	bgpDisabled                              bool
 	bgpListenPort                            uint
@@ -88,6 +91,8 @@ func parseFlags() (*flags, error) {
 	fs.StringVar(&f.excludeInterfaces, "exclude-interfaces", strings.Join(config.DefaultExcludedInterfaces, ","),
 		"comma-separated interface names or glob patterns never answered on (CNI bridges and virtual links); empty excludes none")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":7472", "address of the Prometheus metrics endpoint; empty disables")
+	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, "serve metrics over TLS to callers the API server authenticates (TokenReview) and authorizes for GET on /metrics (SubjectAccessReview); false serves plain HTTP and needs a loopback --metrics-addr")
+	fs.StringVar(&f.metricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint; empty: a self-signed certificate made at start")
 	fs.StringVar(&f.healthAddr, "health-addr", ":7473", "address of /healthz and /readyz; empty disables")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address of Go's /debug/pprof/ profiles (heap, CPU); empty disables")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -121,6 +126,9 @@ func run() error {
 	}
 	if f.nodeName == "" {
 		return errors.New("--node-name (or $NODE_NAME) is required")
+	}
+	if f.metricsAddr != "" && !f.metricsSecure && !secureserve.Loopback(f.metricsAddr) {
+		return fmt.Errorf("--metrics-addr %s: plain HTTP (--metrics-secure=false) is only allowed on a loopback address", f.metricsAddr)
 	}
 	var excludeIfaces []string
 	for _, p := range strings.Split(f.excludeInterfaces, ",") {
@@ -196,7 +204,10 @@ func run() error {
 		reg.MustRegister(speaker.NewCollector(sp), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		if err := serve(srvCtx, f.metricsAddr, mux, log); err != nil {
+		err := secureserve.Serve(srvCtx, secureserve.Options{
+			Addr: f.metricsAddr, Secure: f.metricsSecure, CertDir: f.metricsCertDir, Client: clients.Kube, Logger: log,
+		}, mux)
+		if err != nil {
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 	}

@@ -620,15 +620,24 @@ func teardown(log *slog.Logger, st State, procs []*Process) error {
 		stop(last[i:i+1], 2*time.Second)
 	}
 	log.Debug("processes stopped", "nodeProcesses", stopped.Round(time.Millisecond), "all", time.Since(begin).Round(time.Millisecond))
-	existing, _ := listNetns(ctx)
+	// Each namespace is looked up by its own bind mount, not in `ip netns
+	// list`, which fails as a whole when any namespace of the machine is
+	// in a transient state: an error there must not make teardown skip its
+	// own namespaces and then report success.
 	names := append([]string(nil), st.Namespaces...)
 	sort.Sort(sort.Reverse(sort.StringSlice(names)))
 	for _, n := range names {
-		if !contains(existing, n) {
+		if !netnsExists(n) {
 			continue
 		}
 		if _, err := run(ctx, "ip", "netns", "del", n); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	// Verify: nothing of this bed may be left.
+	for _, n := range names {
+		if netnsExists(n) {
+			errs = append(errs, fmt.Errorf("network namespace %s is still there after teardown", n))
 		}
 	}
 	for _, l := range st.RootLinks {
@@ -636,6 +645,9 @@ func teardown(log *slog.Logger, st State, procs []*Process) error {
 			if _, err := run(ctx, "ip", "link", "del", l); err != nil && linkExists(ctx, l) {
 				errs = append(errs, err)
 			}
+		}
+		if linkExists(ctx, l) {
+			errs = append(errs, fmt.Errorf("root link %s is still there after teardown", l))
 		}
 	}
 	for _, d := range st.ExtraDirs {
@@ -657,6 +669,13 @@ func teardown(log *slog.Logger, st State, procs []*Process) error {
 }
 
 // dumpLogs writes the tail of every process log, for failed tests.
+// netnsExists reports whether the named network namespace exists: its bind
+// mount under /run/netns, which is where `ip netns` keeps it.
+func netnsExists(name string) bool {
+	_, err := os.Stat(filepath.Join("/run/netns", name))
+	return err == nil
+}
+
 func (b *Bed) dumpLogs(logf func(string)) {
 	for _, p := range b.Processes() {
 		data, err := os.ReadFile(p.Log)

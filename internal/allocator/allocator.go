@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"go4.org/netipx"
@@ -393,6 +394,14 @@ func canKeep(ip netip.Addr, st *ipState, q *request) error {
 	return checkShare(ip, st, q, false)
 }
 
+// sameKeyOtherScope reports whether two scoped sharing keys hold the same
+// key in different scopes (namespaces, or across namespaces).
+func sameKeyOtherScope(a, b string) bool {
+	_, ka, _ := strings.Cut(a, "/")
+	_, kb, _ := strings.Cut(b, "/")
+	return ka == kb
+}
+
 func checkShare(ip netip.Addr, st *ipState, q *request, pins bool) error {
 	for _, h := range st.holders {
 		switch {
@@ -400,9 +409,12 @@ func checkShare(ip netip.Addr, st *ipState, q *request, pins bool) error {
 			continue
 		case h.sharingKey == "":
 			return errorf(ErrConflict, "IP %s is used by %s, which does not share it (it has no herald.io/allow-shared-ip key)", ip, h.key)
-		case q.SharingKey == "":
+		case q.sharing == "":
 			return errorf(ErrConflict, "IP %s is used by %s; to share it, give this Service the same herald.io/allow-shared-ip key", ip, h.key)
-		case h.sharingKey != q.SharingKey:
+		case h.sharingKey != q.sharing && sameKeyOtherScope(h.sharingKey, q.sharing):
+			return errorf(ErrConflict, "IP %s is used by %s, in another namespace or without the same cross-namespace opt-in; "+
+				"Services of different namespaces share an IP only when both set herald.io/allow-shared-ip-across-namespaces: \"true\"", ip, h.key)
+		case h.sharingKey != q.sharing:
 			return errorf(ErrConflict, "IP %s is used by %s with a different sharing key", ip, h.key)
 		case h.backendKey != q.BackendKey:
 			return errorf(ErrConflict, "IP %s is used by %s, which selects different endpoints; Services that share an IP under externalTrafficPolicy: Local must select the same pods", ip, h.key)
@@ -434,7 +446,7 @@ func (al *Allocator) Assign(r Request, ips []netip.Addr) (Allocation, error) {
 	if len(ips) == 0 {
 		return Allocation{}, errorf(ErrInvalidRequest, "%s: no address to assign", r.Key)
 	}
-	svc := &service{key: r.Key, sharingKey: r.SharingKey, backendKey: r.BackendKey, ports: q.ports}
+	svc := &service{key: r.Key, sharingKey: q.sharing, backendKey: r.BackendKey, ports: q.ports}
 	for _, ip := range ips {
 		if !ip.IsValid() {
 			return Allocation{}, errorf(ErrInvalidRequest, "%s: an address to assign is empty or invalid", r.Key)
@@ -501,7 +513,7 @@ func (al *Allocator) Allocate(r Request) (Allocation, error) {
 		al.reattach(old)
 		return Allocation{}, err
 	}
-	svc := &service{key: r.Key, sharingKey: r.SharingKey, backendKey: r.BackendKey, ports: q.ports, ips: ips}
+	svc := &service{key: r.Key, sharingKey: q.sharing, backendKey: r.BackendKey, ports: q.ports, ips: ips}
 	al.attach(svc, lastPool)
 	return al.allocation(svc), nil
 }
@@ -666,8 +678,8 @@ func (al *Allocator) candidates(q *request) ([]*poolState, error) {
 // address already used with q's sharing key that q may share, else the
 // lowest free one.
 func (al *Allocator) pick(p *poolState, f config.Family, q *request) (netip.Addr, bool) {
-	if q.SharingKey != "" {
-		for _, ip := range al.shared[q.SharingKey] {
+	if q.sharing != "" {
+		for _, ip := range al.shared[q.sharing] {
 			st := al.ips[ip]
 			if st.pool == p && config.FamilyOf(ip) == f && canShare(ip, st, q) == nil {
 				return ip, true
@@ -718,7 +730,7 @@ func (al *Allocator) Pin(r Request, rv uint64, ips []netip.Addr) {
 	if err != nil {
 		return
 	}
-	svc := &service{key: r.Key, sharingKey: r.SharingKey, backendKey: r.BackendKey, ports: q.ports, pinned: true}
+	svc := &service{key: r.Key, sharingKey: q.sharing, backendKey: r.BackendKey, ports: q.ports, pinned: true}
 	for _, ip := range ips {
 		if ip.IsValid() {
 			svc.ips = append(svc.ips, ip.Unmap().WithZone(""))

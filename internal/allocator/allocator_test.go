@@ -28,6 +28,7 @@ func ip(s ...string) reqMod        { return func(r *Request) { r.RequestedIPs = 
 func inPool(p string) reqMod       { return func(r *Request) { r.Pool = p } }
 func share(k string) reqMod        { return func(r *Request) { r.SharingKey = k } }
 func backend(k string) reqMod      { return func(r *Request) { r.BackendKey = k } }
+func crossNS() reqMod              { return func(r *Request) { r.ShareAcrossNamespaces = true } }
 func ports(p ...Port) reqMod       { return func(r *Request) { r.Ports = p } }
 func svcLabels(s string) reqMod    { return func(r *Request) { r.ServiceLabels = parseLabels(s) } }
 func nsLabels(s string) reqMod     { return func(r *Request) { r.NamespaceLabels = parseLabels(s) } }
@@ -455,12 +456,34 @@ func TestAllocator(t *testing.T) {
 			pools: pools(mkPool("p", []string{"10.0.0.0/24"})),
 			steps: []step{
 				{req: rq("ns/a", ip("10.0.0.5"), share("k"), ports(tcp(80)...)), want: []string{"10.0.0.5"}},
-				{req: rq("other/b", ip("10.0.0.5"), share("k"), ports(tcp(443)...)), want: []string{"10.0.0.5"}},
+				{req: rq("ns/b", ip("10.0.0.5"), share("k"), ports(tcp(443)...)), want: []string{"10.0.0.5"}},
 				{check: func(t *testing.T, a *Allocator) {
-					if got := a.Holders(addrs("10.0.0.5")[0]); !slices.Equal(got, []string{"ns/a", "other/b"}) {
+					if got := a.Holders(addrs("10.0.0.5")[0]); !slices.Equal(got, []string{"ns/a", "ns/b"}) {
 						t.Errorf("Holders = %v", got)
 					}
 				}},
+			},
+		},
+		{
+			desc:  "a sharing key joins only its own namespace",
+			pools: pools(mkPool("p", []string{"10.0.0.0/24"})),
+			steps: []step{
+				{req: rq("ns/a", share("k"), ports(tcp(80)...)), want: []string{"10.0.0.0"}},
+				// Another tenant with the same key gets its own address,
+				{req: rq("other/b", share("k"), ports(tcp(443)...)), want: []string{"10.0.0.1"}},
+				// and cannot ask for the first one.
+				{req: rq("other/c", ip("10.0.0.0"), share("k"), ports(tcp(8080)...)), kind: ErrConflict, err: "allow-shared-ip-across-namespaces"},
+				// One side opting in is not enough,
+				{req: rq("other/d", ip("10.0.0.0"), share("k"), crossNS(), ports(tcp(8081)...)), kind: ErrConflict, err: "allow-shared-ip-across-namespaces"},
+			},
+		},
+		{
+			desc:  "both opting in share across namespaces",
+			pools: pools(mkPool("p", []string{"10.0.0.0/24"})),
+			steps: []step{
+				{req: rq("ns/a", share("k"), crossNS(), ports(tcp(80)...)), want: []string{"10.0.0.0"}},
+				{req: rq("other/b", share("k"), crossNS(), ports(tcp(443)...)), want: []string{"10.0.0.0"}},
+				{req: rq("third/c", share("k"), ports(tcp(8080)...)), want: []string{"10.0.0.1"}},
 			},
 		},
 		{

@@ -82,8 +82,15 @@ type Request struct {
 	// Pool is the pool the Service asks for (herald.io/address-pool), or "".
 	Pool string
 	// SharingKey is the herald.io/allow-shared-ip key, or "" when the Service
-	// shares its addresses with nobody.
+	// shares its addresses with nobody. A key joins only Services of the
+	// same namespace, unless ShareAcrossNamespaces is set on every Service
+	// that shares: a tenant cannot join another namespace's address by
+	// guessing its key.
 	SharingKey string
+	// ShareAcrossNamespaces (herald.io/allow-shared-ip-across-namespaces:
+	// "true") lets SharingKey join Services of other namespaces that set it
+	// too.
+	ShareAcrossNamespaces bool
 	// BackendKey identifies the endpoints the Service selects. It is set
 	// under externalTrafficPolicy: Local, and empty otherwise; Services share
 	// an address only when their BackendKeys are equal.
@@ -101,6 +108,8 @@ type request struct {
 	ips []netip.Addr
 	// ports are sorted and deduplicated, with canonical protocols.
 	ports []Port
+	// sharing is SharingKey scoped to the namespace (see scopedSharingKey).
+	sharing string
 }
 
 // newRequest validates r for Allocate.
@@ -186,7 +195,24 @@ func newShareRequest(r *Request) (*request, error) {
 		ports = append(ports, Port{Protocol: proto, Port: p.Port})
 	}
 	slices.SortFunc(ports, comparePorts)
-	return &request{Request: r, ports: slices.Compact(ports)}, nil
+	return &request{Request: r, ports: slices.Compact(ports), sharing: scopedSharingKey(r)}, nil
+}
+
+// scopedSharingKey is the key Services share under: the namespace and the
+// key, or only the key (with a prefix no namespace can have) for Services
+// that share across namespaces.
+func scopedSharingKey(r *Request) string {
+	if r.SharingKey == "" {
+		return ""
+	}
+	if r.ShareAcrossNamespaces {
+		return "*/" + r.SharingKey
+	}
+	ns := r.Namespace
+	if ns == "" {
+		ns, _, _ = strings.Cut(r.Key, "/")
+	}
+	return ns + "/" + r.SharingKey
 }
 
 func comparePorts(a, b Port) int {

@@ -75,6 +75,11 @@ type Input struct {
 	// Secrets maps the names of the Secrets in Herald's namespace to their
 	// data, for BGPPeer.passwordSecret.
 	Secrets map[string]map[string][]byte
+	// Reserved are the cluster's addresses no pool may hand out: the
+	// nodes' InternalIPs, the Service CIDRs, the pod CIDRs. The controller
+	// reads them from the API; Build only uses them. Addresses that are
+	// never a Service's (loopback, multicast, ...) are always reserved.
+	Reserved []Reserved
 }
 
 // Peer defaults, as in BGP practice and MetalLB.
@@ -418,6 +423,16 @@ func (b *builder) buildPools(cfg *Config) {
 		if p == nil {
 			continue
 		}
+		fields := c.fields
+		if p != c.pool || len(fields) != len(p.V4)+len(p.V6) {
+			fields = poolFields(p)
+		}
+		q, problems := b.excludeReserved(p, fields)
+		b.problems = append(b.problems, problems...)
+		if q == p && len(problems) > 0 {
+			continue // nothing left: refused
+		}
+		p = q
 		cfg.Pools = append(cfg.Pools, p)
 		cfg.poolByName[p.Name] = p
 		for _, r := range append(slices.Clone(p.V4), p.V6...) {
@@ -452,6 +467,7 @@ func buildPool(o *objErrs, obj *v1beta1.IPAddressPool) (*Pool, []string) {
 			o.add(field, ReasonInvalidField, "%v", err)
 			continue
 		}
+		checkUnspecified(o, field, r)
 		items = append(items, item{r, field})
 	}
 	slices.SortFunc(items, func(x, y item) int { return x.r.From().Compare(y.r.From()) })
@@ -519,7 +535,17 @@ func poolFields(p *Pool) []string {
 }
 
 func sameRanges(a, b *Pool) bool {
-	return slices.Equal(a.V4, b.V4) && slices.Equal(a.V6, b.V6)
+	wa, wb := a.writtenRanges(), b.writtenRanges()
+	return slices.Equal(wa[0], wb[0]) && slices.Equal(wa[1], wb[1])
+}
+
+// writtenRanges returns the ranges as the object lists them, reserved
+// addresses included.
+func (p *Pool) writtenRanges() [2][]netipx.IPRange {
+	if p.written != nil {
+		return *p.written
+	}
+	return [2][]netipx.IPRange{p.V4, p.V6}
 }
 
 func (b *builder) prevPool(name string) *Pool {

@@ -62,6 +62,11 @@ type Pool struct {
 	// Labels are the pool's own labels, for ipAddressPoolSelectors.
 	Labels map[string]string
 
+	// written holds the ranges as the object lists them when reserved
+	// addresses were taken out of V4 and V6 (see Input.Reserved); nil
+	// otherwise.
+	written *[2][]netipx.IPRange
+
 	// widest holds the shortest prefix among the IPv4 and the IPv6 ranges,
 	// to check aggregation lengths against.
 	widest [2]netip.Prefix

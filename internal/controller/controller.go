@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -84,6 +85,8 @@ type Controller struct {
 	services   corelisters.ServiceLister
 	namespaces corelisters.NamespaceLister
 	secrets    corelisters.SecretLister
+	nodes      corelisters.NodeLister
+	svcCIDRs   networkinglisters.ServiceCIDRLister
 	herald     *k8s.HeraldInformers
 	synced     []cache.InformerSynced
 
@@ -153,6 +156,9 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 	nsInf := c.factory.Core().V1().Namespaces()
 	secInf := c.secretsFac.Core().V1().Secrets()
 	c.services, c.namespaces, c.secrets = svcInf.Lister(), nsInf.Lister(), secInf.Lister()
+	nodeInf := c.factory.Core().V1().Nodes()
+	cidrInf := c.factory.Networking().V1().ServiceCIDRs()
+	c.nodes, c.svcCIDRs = nodeInf.Lister(), cidrInf.Lister()
 
 	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
@@ -203,7 +209,18 @@ func New(ctx context.Context, clients *k8s.Clients, recorder record.EventRecorde
 	if _, err := secInf.Informer().AddEventHandler(k8s.Handler(peerSecret, k8s.SecretDataChanged)); err != nil {
 		return nil, err
 	}
-	c.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, secInf.Informer().HasSynced, c.herald.HasSynced}
+	// The nodes' addresses and pod CIDRs and the Service CIDRs are
+	// reserved: no pool hands them out (config.Input.Reserved).
+	if _, err := nodeInf.Informer().AddEventHandler(k8s.Handler(cfgChanged, reservedChanged)); err != nil {
+		return nil, err
+	}
+	if _, err := cidrInf.Informer().AddEventHandler(k8s.Handler(cfgChanged, nil)); err != nil {
+		return nil, err
+	}
+	// Not the ServiceCIDRs: an API server older than 1.33 does not serve
+	// them, and the controller must still start.
+	c.synced = []cache.InformerSynced{svcInf.Informer().HasSynced, nsInf.Informer().HasSynced, secInf.Informer().HasSynced,
+		nodeInf.Informer().HasSynced, c.herald.HasSynced}
 	return c, nil
 }
 
@@ -564,7 +581,11 @@ func (c *Controller) patchPoolAnnotation(ctx context.Context, svc *corev1.Servic
 	if err != nil {
 		return err
 	}
-	return c.patchService(ctx, svc, patch)
+	// Through the status subresource too: the API server keeps metadata
+	// changes made there, and the controller's RBAC grants no write to
+	// Services themselves (a patch of a Service could set
+	// spec.externalIPs, CVE-2020-8554).
+	return c.patchService(ctx, svc, patch, "status")
 }
 
 // patchService sends a conditional merge patch through the fence, and pins

@@ -19,6 +19,9 @@ const (
 	AnnotationLoadBalancerIPs = AnnotationPrefix + "loadBalancerIPs"
 	AnnotationAddressPool     = AnnotationPrefix + "address-pool"
 	AnnotationAllowSharedIP   = AnnotationPrefix + "allow-shared-ip"
+	// AnnotationShareAcrossNamespaces: "true" lets the sharing key join
+	// Services of other namespaces that set it too.
+	AnnotationShareAcrossNamespaces = AnnotationPrefix + "allow-shared-ip-across-namespaces"
 	// AnnotationAllocatedFromPool is written by the controller: the pool(s)
 	// the Service's addresses come from.
 	AnnotationAllocatedFromPool = AnnotationPrefix + "ip-allocated-from-pool"
@@ -92,6 +95,7 @@ func RequestFor(svc *corev1.Service, nsLabels map[string]string) (req allocator.
 	}
 	req.Pool = use(AnnotationAddressPool)
 	req.SharingKey = use(AnnotationAllowSharedIP)
+	req.ShareAcrossNamespaces = use(AnnotationShareAcrossNamespaces) == "true"
 	if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
 		// Services that share an address under Local must send it to the
 		// same pods, or a node would announce an IP for a Service that has

@@ -45,11 +45,14 @@ func (c *Controller) rebuildConfig() {
 	// The versions in effect are those the API records as accepted, never
 	// this process's memory: a restarted or new leader judges the same.
 	apools, al2, abgp, apeers, abfd, acomms := c.herald.AcceptedLists()
+	reserved := c.reserved()
 	prev, _ := config.Build(config.Input{
 		Pools: apools, L2Advertisements: al2, BGPAdvertisements: abgp, Peers: apeers, BFDProfiles: abfd, Communities: acomms, Secrets: secrets,
+		Reserved: reserved,
 	}, nil)
 	cfg, problems := config.Build(config.Input{
 		Pools: pools, L2Advertisements: l2, BGPAdvertisements: bgp, Peers: peers, BFDProfiles: bfd, Communities: comms, Secrets: secrets,
+		Reserved: reserved,
 	}, prev)
 	report := c.alloc.SetConfig(cfg.Pools)
 
@@ -274,9 +277,12 @@ func canonicalJSON(b []byte) ([]byte, error) {
 func setReady(status *v1beta1.Status, generation int64, problems []config.Problem) bool {
 	cond := metav1.Condition{Type: v1beta1.ConditionReady, Status: metav1.ConditionTrue, Reason: ConditionReasonValid,
 		Message: "in effect", ObservedGeneration: generation}
-	var msgs []string
+	var msgs, excluded []string
 	for _, p := range problems {
 		if p.Warning {
+			if p.Reason == config.ReasonReservedAddresses {
+				excluded = append(excluded, p.Field+": "+p.Message)
+			}
 			continue
 		}
 		if cond.Status == metav1.ConditionTrue {
@@ -286,6 +292,11 @@ func setReady(status *v1beta1.Status, generation int64, problems []config.Proble
 	}
 	if len(msgs) > 0 {
 		cond.Message = strings.Join(msgs, "; ")
+	}
+	if len(excluded) > 0 && cond.Status == metav1.ConditionTrue {
+		// In effect, without the addresses that would hurt the network:
+		// the condition says which and why.
+		cond.Message = "in effect; " + strings.Join(excluded, "; ")
 	}
 	return setCondition(status, cond)
 }

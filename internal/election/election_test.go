@@ -526,3 +526,19 @@ func TestWhyNot(t *testing.T) {
 		t.Error("Why with an owner")
 	}
 }
+
+// A node that publishes no interface (none has carrier) is not eligible,
+// even for an advertisement that names no interface; one that publishes
+// nothing (nil: unknown) is.
+func TestNoInterfaceNotEligible(t *testing.T) {
+	ad := Advertisement{}
+	if ad.admits(&Node{Name: "a", Interfaces: []string{}}) {
+		t.Error("a node without interfaces is eligible")
+	}
+	if !ad.admits(&Node{Name: "a"}) {
+		t.Error("a node that publishes no interface list is not eligible")
+	}
+	if !ad.admits(&Node{Name: "a", Interfaces: []string{"eth0"}}) {
+		t.Error("a node with eth0 is not eligible")
+	}
+}

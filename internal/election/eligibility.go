@@ -94,6 +94,12 @@ func (a *Advertisement) admits(n *Node) bool {
 	if a.Selects != nil && !a.Selects(n) {
 		return false
 	}
+	if n.Interfaces != nil && len(n.Interfaces) == 0 {
+		// The node publishes that it has no interface to announce from
+		// (none up with carrier): it cannot answer, so it is not
+		// eligible.
+		return false
+	}
 	if len(a.Interfaces) == 0 {
 		return true
 	}

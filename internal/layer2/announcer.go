@@ -3,6 +3,7 @@ package layer2
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"path"
 	"slices"
@@ -42,6 +43,13 @@ type Announcer struct {
 
 	lastRe  time.Time   // last Reannounce that sent
 	reTimer *time.Timer // a Reannounce deferred by the rate limit
+
+	// own holds the addresses of the interfaces answered on, and nodes
+	// those SetNodeAddresses gave: the announcer never answers ARP/NDP for
+	// them nor sends gratuitous ARP / unsolicited NA for them, whatever a
+	// Service's status says. refused remembers the IPs already logged.
+	own, nodes map[netip.Addr]bool
+	refused    map[netip.Addr]bool
 }
 
 // ReannounceInterval is the least time between two rounds of
@@ -54,8 +62,13 @@ type link struct {
 	info   linkInfo
 	arp    *ARPResponder
 	ndp    *NDPResponder
+	ctx    context.Context
 	cancel context.CancelFunc
-	done   chan struct{}
+	wg     sync.WaitGroup
+	// done is closed when a responder stops (the link is restarted at the
+	// next scan).
+	done     chan struct{}
+	doneOnce sync.Once
 }
 
 // NewAnnouncer returns an announcer; it does nothing until Run.
@@ -71,11 +84,53 @@ func NewAnnouncer(cfg AnnouncerConfig) *Announcer {
 	}
 	cfg.Options = cfg.Options.withDefaults()
 	return &Announcer{
-		cfg:   cfg,
-		log:   cfg.Options.Logger,
-		stats: cfg.Options.Stats,
-		ips:   make(map[netip.Addr][]string),
-		links: make(map[string]*link),
+		cfg:     cfg,
+		log:     cfg.Options.Logger,
+		stats:   cfg.Options.Stats,
+		ips:     make(map[netip.Addr][]string),
+		links:   make(map[string]*link),
+		refused: make(map[netip.Addr]bool),
+	}
+}
+
+// SetNodeAddresses sets the cluster's node addresses (their InternalIPs):
+// the announcer never answers for them nor announces them, even when a
+// Service's status holds one, since that would steal a node's traffic.
+// Its own interfaces' addresses are always excluded.
+func (a *Announcer) SetNodeAddresses(addrs []netip.Addr) {
+	set := make(map[netip.Addr]bool, len(addrs))
+	for _, ip := range addrs {
+		set[ip.Unmap().WithZone("")] = true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if maps.Equal(set, a.nodes) {
+		return
+	}
+	a.nodes = set
+	a.reapply()
+}
+
+// forbidden reports whether ip is a node's own address. a.mu is held.
+func (a *Announcer) forbidden(ip netip.Addr) bool {
+	if !a.own[ip] && !a.nodes[ip] {
+		delete(a.refused, ip)
+		return false
+	}
+	if !a.refused[ip] {
+		a.refused[ip] = true
+		a.log.Warn("not announcing a node's own address", slog.String("ip", ip.String()))
+	}
+	return true
+}
+
+// reapply hands every owned IP to every link again, after the forbidden
+// addresses changed. a.mu is held.
+func (a *Announcer) reapply() {
+	for ip, allowed := range a.ips {
+		for _, l := range a.links {
+			a.apply(l, ip, allowed, true)
+		}
 	}
 }
 
@@ -197,8 +252,18 @@ func (a *Announcer) scan(ctx context.Context) {
 		return
 	}
 	seen := make(map[string]bool, len(infos))
+	own := make(map[netip.Addr]bool)
+	for _, info := range infos {
+		for _, ip := range info.addrs {
+			own[ip] = true
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !maps.Equal(own, a.own) {
+		a.own = own
+		a.reapply()
+	}
 	for _, info := range infos {
 		name := info.ifi.Name
 		if a.cfg.Exclude != nil && a.cfg.Exclude(name) {
@@ -211,6 +276,10 @@ func (a *Announcer) scan(ctx context.Context) {
 				a.log.Info("restarting responders", slog.String("interface", name))
 			default:
 				if l.info.same(info) {
+					// A responder that failed to start (an NDP socket on a
+					// link-local address still tentative after a flap) is
+					// started again, without disturbing the other one.
+					a.startMissing(l)
 					continue
 				}
 				a.log.Info("interface changed", slog.String("interface", name))
@@ -235,52 +304,60 @@ func (a *Announcer) scan(ctx context.Context) {
 // owned IPs that are allowed there. It returns nil if none could start.
 // a.mu is held.
 func (a *Announcer) start(ctx context.Context, info linkInfo) *link {
-	ifi := info.ifi
 	l := &link{info: info, done: make(chan struct{})}
-	opts := a.cfg.Options
-	if info.arp {
-		r, err := ListenARP(&ifi, opts)
-		if err != nil {
-			a.log.Warn("ARP responder not started", slog.String("interface", ifi.Name), slog.Any("error", err))
-		} else {
-			l.arp = r
-		}
-	}
-	if info.ndp {
-		r, err := ListenNDP(&ifi, opts)
-		if err != nil {
-			a.log.Warn("NDP responder not started", slog.String("interface", ifi.Name), slog.Any("error", err))
-		} else {
-			l.ndp = r
-		}
-	}
+	l.ctx, l.cancel = context.WithCancel(ctx)
+	a.startMissing(l)
 	if l.arp == nil && l.ndp == nil {
+		l.cancel()
 		return nil
 	}
-	lctx, cancel := context.WithCancel(ctx)
-	l.cancel = cancel
-	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{arpRun(l.arp), ndpRun(l.ndp)} {
-		if run == nil {
-			continue
+	a.log.Info("answering on interface", slog.String("interface", info.ifi.Name), slog.Bool("arp", l.arp != nil), slog.Bool("ndp", l.ndp != nil))
+	return l
+}
+
+// startMissing starts the responders l should have and does not, and hands
+// them the owned IPs. a.mu is held.
+func (a *Announcer) startMissing(l *link) {
+	ifi := l.info.ifi
+	opts := a.cfg.Options
+	var started []func(context.Context) error
+	if l.info.arp && l.arp == nil {
+		r, err := ListenARP(&ifi, opts)
+		if err != nil {
+			a.log.Warn("ARP responder not started; retrying", slog.String("interface", ifi.Name), slog.Any("error", err))
+		} else {
+			l.arp = r
+			started = append(started, r.Run)
 		}
-		wg.Go(func() {
-			if err := run(lctx); err != nil {
+	}
+	if l.info.ndp && l.ndp == nil {
+		r, err := ListenNDP(&ifi, opts)
+		if err != nil {
+			a.log.Warn("NDP responder not started; retrying", slog.String("interface", ifi.Name), slog.Any("error", err))
+		} else {
+			l.ndp = r
+			started = append(started, r.Run)
+		}
+	}
+	if len(started) == 0 {
+		return
+	}
+	for _, run := range started {
+		l.wg.Go(func() {
+			if err := run(l.ctx); err != nil {
 				a.log.Warn("responder stopped", slog.String("interface", ifi.Name), slog.Any("error", err))
 			}
 			// One failed responder restarts the link at the next scan.
-			cancel()
+			l.doneOnce.Do(func() { close(l.done) })
+			l.cancel()
 		})
 	}
-	go func() {
-		wg.Wait()
-		close(l.done)
-	}()
+	if l.arp != nil && l.ndp != nil && len(started) == 1 {
+		a.log.Info("responder started on retry", slog.String("interface", ifi.Name))
+	}
 	for ip, allowed := range a.ips {
 		a.apply(l, ip, allowed, true)
 	}
-	a.log.Info("answering on interface", slog.String("interface", ifi.Name), slog.Bool("arp", l.arp != nil), slog.Bool("ndp", l.ndp != nil))
-	return l
 }
 
 func arpRun(r *ARPResponder) func(context.Context) error {
@@ -300,7 +377,7 @@ func ndpRun(r *NDPResponder) func(context.Context) error {
 // apply adds ip to (or removes it from) l's responder of its family,
 // according to own and the allow-list. a.mu is held.
 func (a *Announcer) apply(l *link, ip netip.Addr, allowed []string, own bool) {
-	on := own && (allowed == nil || matchAny(allowed, l.info.ifi.Name))
+	on := own && (allowed == nil || matchAny(allowed, l.info.ifi.Name)) && !a.forbidden(ip)
 	switch {
 	case ip.Is4() && l.arp != nil:
 		if on {
@@ -333,7 +410,7 @@ func matchAny(patterns []string, name string) bool {
 // stop stops a link's responders and waits for them. a.mu is held.
 func (a *Announcer) stop(l *link) {
 	l.cancel()
-	<-l.done
+	l.wg.Wait()
 }
 
 func (a *Announcer) stopAll() {

@@ -21,6 +21,10 @@ type linkInfo struct {
 	ifi net.Interface
 	arp bool // has an IPv4 address: answer ARP
 	ndp bool // has an IPv6 link-local address: answer NDP
+	// addrs are the interface's own addresses, which it never announces
+	// for a Service (not part of same: an address change needs no new
+	// responders).
+	addrs []netip.Addr
 }
 
 // same reports whether the responders of a still fit b.
@@ -49,6 +53,9 @@ func usableLinks(sysClassNet string) ([]linkInfo, error) {
 		if err != nil || skip {
 			continue // vanished meanwhile, or excluded
 		}
+		if !hasCarrier(sysClassNet, ifi.Name) {
+			continue // up, but the cable or the peer is not: nobody hears it
+		}
 		addrs, err := ifi.Addrs()
 		if err != nil {
 			continue
@@ -60,7 +67,8 @@ func usableLinks(sysClassNet string) ([]linkInfo, error) {
 			if err != nil {
 				continue
 			}
-			ip := p.Addr()
+			ip := p.Addr().Unmap()
+			l.addrs = append(l.addrs, ip)
 			switch {
 			case ip.Is4():
 				l.arp, routable = true, true
@@ -78,6 +86,24 @@ func usableLinks(sysClassNet string) ([]linkInfo, error) {
 		}
 	}
 	return links, nil
+}
+
+// hasCarrier reports whether the interface's operational state lets it
+// carry traffic: "up", or "unknown" for drivers that do not report one.
+// An interface that is administratively up without carrier (IFF_LOWER_UP
+// clear: cable out, switch port down, veth peer down) is "down" or
+// "lowerlayerdown", and makes its node ineligible for the addresses it
+// would announce there.
+func hasCarrier(sysClassNet, name string) bool {
+	b, err := os.ReadFile(filepath.Join(sysClassNet, name, "operstate"))
+	if err != nil {
+		return true // no sysfs: trust the flags
+	}
+	switch strings.TrimSpace(string(b)) {
+	case "up", "unknown":
+		return true
+	}
+	return false
 }
 
 // skippedBySysfs reports whether the interface is a bridge or bond slave

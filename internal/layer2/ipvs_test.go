@@ -83,3 +83,16 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestHasCarrier(t *testing.T) {
+	dir := t.TempDir()
+	for name, state := range map[string]string{"up0": "up\n", "unk0": "unknown\n", "down0": "down\n", "lld0": "lowerlayerdown\n", "dorm0": "dormant\n"} {
+		must(t, os.MkdirAll(filepath.Join(dir, name), 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, name, "operstate"), []byte(state), 0o644))
+	}
+	for name, want := range map[string]bool{"up0": true, "unk0": true, "down0": false, "lld0": false, "dorm0": false, "nosysfs0": true} {
+		if got := hasCarrier(dir, name); got != want {
+			t.Errorf("hasCarrier(%s) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -783,6 +783,9 @@ func (s *Speaker) process(ctx context.Context) {
 	for _, name := range nodes {
 		s.syncNode(name, keys)
 	}
+	if na, ok := s.announcer.(nodeAddressSetter); ok && len(nodes) > 0 {
+		na.SetNodeAddresses(nodeAddresses(s.nodes))
+	}
 	for _, name := range services {
 		s.syncService(name, keys)
 	}

@@ -220,8 +220,8 @@ func run(ctx context.Context, log *slog.Logger, bed *testbed.Bed, withBGP bool, 
 	// One speaker per node, in the node's namespace (its host network),
 	// with the speaker's ServiceAccount.
 	for _, n := range bed.Nodes {
-		if _, err := n.Start(ctx, "speaker-"+n.Name, spk, "--kubeconfig", bed.SpeakerKubeconfig,
-			"--metrics-addr", ":7472", "--health-addr", ":7473"); err != nil {
+		if _, err := n.StartSpeaker(ctx, "speaker-"+n.Name, spk, "--kubeconfig", bed.SpeakerKubeconfig,
+			"--metrics-addr", "127.0.0.1:7472", "--metrics-secure=false", "--health-addr", ":7473"); err != nil {
 			return fmt.Errorf("speaker on %s: %w", n.Name, err)
 		}
 	}
