@@ -10,6 +10,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -89,4 +91,21 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'kubectl herald <command> -h' for a command's flags.")
+}
+
+// parseFlags parses a subcommand's flags, which take no arguments. When ok
+// is false the subcommand returns code: help was asked for, a flag is bad,
+// or arguments were given.
+func parseFlags(fs *flag.FlagSet, args []string, e env, cmd string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "%s: unexpected arguments %q\n", cmd, fs.Args())
+		return exitUsage, false
+	}
+	return exitOK, true
 }
