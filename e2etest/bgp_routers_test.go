@@ -101,7 +101,8 @@ spec: {myASN: 64600, peerASN: %d, peerAddress: %s, holdTime: 9s, connectTime: 1s
 		t.Helper()
 		starts[n.Name]++
 		p, err := n.Start(ctx, fmt.Sprintf("speaker-%s-%d", n.Name, starts[n.Name]), speakerBin,
-			"--kubeconfig", bed.SpeakerKubeconfig, "--log-level", "debug", "--bgp-status-interval", "2s")
+			"--kubeconfig", bed.SpeakerKubeconfig, "--log-level", "debug", "--bgp-status-interval", "2s",
+			"--bgp-max-received-prefixes", "1000")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -56,6 +57,7 @@ type flags struct {
 	bgpDisabled                              bool
 	bgpListenPort                            uint
 	bgpStatusInterval, bgpShutdownTimeout    time.Duration
+	bgpMaxReceivedPrefixes                   uint
 	ignoreExcludeLB                          bool
 	excludeInterfaces                        string
 }
@@ -87,6 +89,7 @@ func parseFlags() (*flags, error) {
 	fs.UintVar(&f.bgpListenPort, "bgp-listen-port", 0, "accept BGP connections on this TCP port; 0 only dials out (so the node can run Calico or kube-router on 179)")
 	fs.DurationVar(&f.bgpStatusInterval, "bgp-status-interval", 10*time.Second, "refresh of the BGPSessionState objects (counters); state changes are written at once")
 	fs.DurationVar(&f.bgpShutdownTimeout, "bgp-shutdown-timeout", 3*time.Second, "on SIGTERM, how long to wait for the BGP withdrawals to be sent")
+	fs.UintVar(&f.bgpMaxReceivedPrefixes, "bgp-max-received-prefixes", 200000, "close a BGP session whose router sends more prefixes than this, per family (nothing is imported; this bounds the memory a router can take)")
 	fs.BoolVar(&f.ignoreExcludeLB, "ignore-exclude-lb", false, "let nodes labelled node.kubernetes.io/exclude-from-external-load-balancers announce (single-node and control-plane-only clusters); set it alike on every speaker")
 	fs.StringVar(&f.excludeInterfaces, "exclude-interfaces", strings.Join(config.DefaultExcludedInterfaces, ","),
 		"comma-separated interface names or glob patterns never answered on (CNI bridges and virtual links); empty excludes none")
@@ -186,10 +189,11 @@ func run() error {
 			RefreshInterval:    f.refresh,
 		},
 		BGP: speaker.BGPConfig{
-			Disabled:        f.bgpDisabled,
-			ListenPort:      uint16(f.bgpListenPort),
-			StatusInterval:  f.bgpStatusInterval,
-			ShutdownTimeout: f.bgpShutdownTimeout,
+			Disabled:            f.bgpDisabled,
+			ListenPort:          uint16(f.bgpListenPort),
+			StatusInterval:      f.bgpStatusInterval,
+			ShutdownTimeout:     f.bgpShutdownTimeout,
+			MaxReceivedPrefixes: uint32(min(f.bgpMaxReceivedPrefixes, math.MaxUint32)),
 		},
 		Logger: log,
 	})

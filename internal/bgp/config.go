@@ -38,8 +38,11 @@ type Config struct {
 	OnSessionEvent func(SessionEvent)
 }
 
-// DefaultMaxReceivedPrefixes is Config.MaxReceivedPrefixes when zero.
-const DefaultMaxReceivedPrefixes = 1000
+// DefaultMaxReceivedPrefixes is Config.MaxReceivedPrefixes when zero. A
+// router may well send back the Service prefixes it learned from the other
+// nodes (every eBGP design with one AS per node does), so the default
+// leaves room for large clusters and still stops a full Internet table.
+const DefaultMaxReceivedPrefixes = 200000
 
 // DefaultGracefulRestartTime is Peer.GracefulRestartTime when zero: the
 // restart time FRR and BIRD use by default.

@@ -49,6 +49,9 @@ type BGPConfig struct {
 	StatusInterval time.Duration
 	// ShutdownTimeout bounds the withdrawal on shutdown. Default 3s.
 	ShutdownTimeout time.Duration
+	// MaxReceivedPrefixes closes a session whose router sends more
+	// prefixes per family; zero is bgp.DefaultMaxReceivedPrefixes.
+	MaxReceivedPrefixes uint32
 }
 
 // bgpMode is the speaker's BGP half. The loop computes what BGP should
@@ -173,10 +176,11 @@ func (s *Speaker) newBGPWorker() *bgpWorker {
 		shutdownTimeout: m.cfg.ShutdownTimeout,
 		newServer: func(ctx context.Context, routerID netip.Addr, asn uint32) (bgpServer, error) {
 			sp, err := bgp.New(s.log.With(slog.String("component", "bgp")), bgp.Config{
-				RouterID:       routerID,
-				ASN:            asn,
-				ListenPort:     m.cfg.ListenPort,
-				OnSessionEvent: s.onSessionEvent,
+				RouterID:            routerID,
+				ASN:                 asn,
+				ListenPort:          m.cfg.ListenPort,
+				MaxReceivedPrefixes: m.cfg.MaxReceivedPrefixes,
+				OnSessionEvent:      s.onSessionEvent,
 			})
 			if err != nil {
 				return nil, err
