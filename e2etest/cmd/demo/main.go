@@ -246,6 +246,13 @@ func run(ctx context.Context, log *slog.Logger, bed *testbed.Bed, withBGP bool, 
 			return err
 		}
 	}
+	return waitServed(ctx, log, bed, withBGP, res)
+}
+
+// waitServed waits until the web Service (and web-bgp) has an address that
+// answers a curl from the L2 client (from behind the router).
+func waitServed(ctx context.Context, log *slog.Logger, bed *testbed.Bed, withBGP bool, res *Result) error {
+	var err error
 	if res.L2IP, err = waitIP(ctx, bed, "web"); err != nil {
 		return err
 	}

@@ -125,25 +125,7 @@ func runRealNodes(ctx context.Context, log *slog.Logger, bed *testbed.Bed, withB
 	if _, err := bed.ApplyYAML(ctx, []byte(demoWorkload(withBGP))); err != nil {
 		return err
 	}
-	if res.L2IP, err = waitIP(ctx, bed, "web"); err != nil {
-		return err
-	}
-	res.CurlL2 = curlCommand(bed.ClientL2.NS, res.L2IP)
-	log.Info("web has an address; curling it from the L2 client", slog.String("ip", res.L2IP))
-	if err := waitCurl(ctx, res.CurlL2); err != nil {
-		return fmt.Errorf("curl from the L2 client: %w", err)
-	}
-	if withBGP {
-		if res.BGPIP, err = waitIP(ctx, bed, "web-bgp"); err != nil {
-			return err
-		}
-		res.CurlBGP = curlCommand(bed.ClientExt.NS, res.BGPIP)
-		log.Info("web-bgp has an address; curling it from behind the router", slog.String("ip", res.BGPIP))
-		if err := waitCurl(ctx, res.CurlBGP); err != nil {
-			return fmt.Errorf("curl from behind the router: %w", err)
-		}
-	}
-	return nil
+	return waitServed(ctx, log, bed, withBGP, res)
 }
 
 func waitHerald(ctx context.Context, bed *testbed.Bed) error {
