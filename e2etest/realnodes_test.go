@@ -20,9 +20,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -291,8 +289,6 @@ type realBed struct {
 	root string
 	// sysctls are the host's values before the bed started.
 	sysctls map[string]string
-	// scrapeToken is metricsToken's, once made.
-	scrapeToken string
 }
 
 const realNodesCount = 2
@@ -549,32 +545,12 @@ var capBits = map[string]uint{
 }
 
 // metricsToken returns a token of a ServiceAccount bound to
-// herald-metrics-reader, made once.
+// herald-metrics-reader (made again after an uninstall took it).
 func (rb *realBed) metricsToken() string {
 	rb.t.Helper()
-	if rb.scrapeToken != "" {
-		return rb.scrapeToken
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	const sa = "metrics-scraper"
-	c := rb.bed.Client
-	if _, err := c.CoreV1().ServiceAccounts(testbed.HeraldNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		rb.t.Fatal(err)
-	}
-	if _, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "herald-test-metrics-scraper"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "herald-metrics-reader"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: testbed.HeraldNamespace}},
-	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		rb.t.Fatal(err)
-	}
-	tr, err := c.CoreV1().ServiceAccounts(testbed.HeraldNamespace).CreateToken(ctx, sa, &authnv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		rb.t.Fatal(err)
-	}
-	rb.scrapeToken = tr.Status.Token
-	return rb.scrapeToken
+	return metricsScraperToken(ctx, rb.t, rb.bed.Client)
 }
 
 // checkMetrics reads the metrics endpoint the install's metrics Services
