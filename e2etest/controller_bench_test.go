@@ -158,6 +158,12 @@ func unthrottled(tb testing.TB, base *rest.Config) kubernetes.Interface {
 // createBacklog creates n LoadBalancer Services in ns, with class if set.
 func createBacklog(tb testing.TB, bed *testbed.Bed, ns string, n int, class *string) {
 	tb.Helper()
+	createRange(tb, bed, ns, 0, n, class)
+}
+
+// createRange creates LoadBalancer Services svc-from..svc-(to-1) in ns.
+func createRange(tb testing.TB, bed *testbed.Bed, ns string, from, to int, class *string) {
+	tb.Helper()
 	ctx := context.Background()
 	client := fastClient(tb, bed)
 	if err := bed.EnsureNamespace(ctx, ns); err != nil {
@@ -178,7 +184,7 @@ func createBacklog(tb testing.TB, bed *testbed.Bed, ns string, n int, class *str
 			}
 		})
 	}
-	for i := range n {
+	for i := from; i < to; i++ {
 		next <- i
 	}
 	close(next)

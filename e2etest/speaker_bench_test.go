@@ -128,7 +128,7 @@ func BenchmarkSpeakerBurst(b *testing.B) {
 		createBacklog(b, bed, "burst", n, nil)
 		before := work(n)
 		start := time.Now()
-		createBacklog(b, bed, "burst", n+burst, nil)
+		createRange(b, bed, "burst", n, n+burst, nil)
 		after := work(n + burst)
 		took := time.Since(start)
 		maxRebuilds, maxElections := 0.0, 0.0
