@@ -310,6 +310,28 @@ func rssKiB(pid int) int {
 	return 0
 }
 
+// memSplit describes where a process's RSS goes, from
+// /proc/PID/smaps_rollup: anonymous memory (heap, GC headroom, stacks) and
+// file pages (the binary's text and read-only data, shared and clean), with
+// how much of those the kernel mapped as 2 MiB pages (a whole 2 MiB of the
+// binary counts as soon as one byte of it is touched).
+func memSplit(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return err.Error()
+	}
+	kib := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			kib[k] = n
+		}
+	}
+	mib := func(k string) string { return fmt.Sprintf("%.1f MiB", float64(kib[k])/1024) }
+	return fmt.Sprintf("RSS %s: anonymous %s, file %s (of which mapped as huge pages %s)",
+		mib("Rss"), mib("Anonymous"), fmt.Sprintf("%.1f MiB", float64(kib["Rss"]-kib["Anonymous"])/1024), mib("FilePmdMapped"))
+}
+
 // cpuTime returns the user+system CPU time a process has used.
 func cpuTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

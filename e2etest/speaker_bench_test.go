@@ -95,11 +95,14 @@ func BenchmarkSpeakerBurst(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	pids := map[string]int{}
 	for _, node := range bed.Nodes {
-		if _, err := node.StartSpeaker(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
-			"--metrics-addr", "127.0.0.1:7472", "--metrics-secure=false", "--health-addr", ""); err != nil {
+		p, err := node.StartSpeaker(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
+			"--metrics-addr", "127.0.0.1:7472", "--metrics-secure=false", "--health-addr", "")
+		if err != nil {
 			b.Fatal(err)
 		}
+		pids[node.Name] = p.PID
 	}
 	// work returns each speaker's rebuilds and elections once the speakers
 	// together announce want IPs.
@@ -134,7 +137,7 @@ func BenchmarkSpeakerBurst(b *testing.B) {
 		maxRebuilds, maxElections := 0.0, 0.0
 		for _, node := range bed.Nodes {
 			r, e := after[node.Name][0]-before[node.Name][0], after[node.Name][1]-before[node.Name][1]
-			b.Logf("%s: %v configuration rebuilds and %v elections for %d new Services (on top of %d)", node.Name, r, e, burst, n)
+			b.Logf("%s: %v configuration rebuilds and %v elections for %d new Services (on top of %d); %s", node.Name, r, e, burst, n, memSplit(pids[node.Name]))
 			maxRebuilds, maxElections = max(maxRebuilds, r), max(maxElections, e)
 		}
 		b.Logf("the burst of %d was announced %v after the first create", burst, took.Round(time.Millisecond))
