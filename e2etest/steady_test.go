@@ -11,8 +11,28 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/heraldlb/herald/e2etest/testbed"
 )
+
+// eventsSince counts the events last seen at or after t, by reporter
+// (source component and host) and reason.
+func eventsSince(tb testing.TB, bed *testbed.Bed, t time.Time) map[string]int {
+	tb.Helper()
+	list, err := bed.Client.CoreV1().Events("").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return map[string]int{err.Error(): 1}
+	}
+	out := map[string]int{}
+	for _, e := range list.Items {
+		if e.LastTimestamp.Time.Before(t.Truncate(time.Second)) {
+			continue
+		}
+		out[e.Source.Component+"/"+e.Source.Host+" "+e.Reason]++
+	}
+	return out
+}
 
 // Steady state is silent: with nothing changing, neither the controller nor
 // the speakers write anything to the API server but the leader-election
@@ -172,7 +192,7 @@ func steadyState(tb testing.TB, n int, window time.Duration) (writesPerMin, read
 		return true, ""
 	})
 
-	h0 := requestCounts(tb, bed)
+	h0, t0 := requestCounts(tb, bed), time.Now()
 	time.Sleep(window)
 	with := diffCounts(h0, requestCounts(tb, bed))
 	herald := map[string]float64{}
@@ -201,7 +221,7 @@ func steadyState(tb testing.TB, n int, window time.Duration) (writesPerMin, read
 		writes, writes/window.Minutes(), leases, leases/window.Minutes(), reads, reads/window.Minutes())
 	if len(bad) > 0 {
 		slices.Sort(bad)
-		tb.Errorf("Herald wrote at steady state: %v", bad)
+		tb.Errorf("Herald wrote at steady state: %v; events of the window by reporter and reason: %v", bad, eventsSince(tb, bed, t0))
 	}
 	return writes / window.Minutes(), reads / window.Minutes()
 }
