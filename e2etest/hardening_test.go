@@ -456,10 +456,76 @@ func (b *l2Bed) partitionHeal(t *testing.T) {
 	})
 	t.Logf("%s took %s over %v after %s lost carrier", other, ip, time.Since(down).Round(time.Millisecond), owner)
 	time.Sleep(time.Until(down.Add(10 * time.Second)))
+	// From carrier back on, record who claims the address at the client
+	// (ARP replies and gratuitous ARPs) and when the returning node's
+	// speaker sees the full membership again: a claim by the returning node
+	// before that is a second MAC on the address.
+	var arp *arpWatch
+	if ip.Is4() {
+		var err error
+		if arp, err = watchARP(b.ClientL2.NS, ip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rejoined := make(chan time.Time, 1)
+	go func() {
+		defer close(rejoined)
+		left := false
+		for ctx.Err() == nil {
+			if m, err := b.metrics(ctx, n); err == nil {
+				all := m["herald_memberlist_members"] == float64(len(b.Nodes))
+				if left && all {
+					rejoined <- time.Now()
+					return
+				}
+				left = left || !all
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	if err := n.LinkUp(ctx); err != nil {
 		t.Fatal(err)
 	}
 	up := time.Now()
+	defer func() {
+		// The address's final owner and the claims from carrier back on.
+		if arp == nil {
+			return
+		}
+		time.Sleep(time.Until(up.Add(10 * time.Second)))
+		claims := arp.stop()
+		var back time.Time
+		select {
+		case back = <-rejoined:
+		case <-time.After(5 * time.Second):
+		}
+		perMAC := map[string]int{}
+		var early []string
+		for _, c := range claims {
+			name := c.mac
+			for node, mac := range b.macs {
+				if strings.EqualFold(mac, c.mac) {
+					name = node
+				}
+			}
+			perMAC[name]++
+			if name == owner && (back.IsZero() || c.at.Before(back)) {
+				early = append(early, fmt.Sprintf("%v after carrier back", c.at.Sub(up).Round(time.Millisecond)))
+			}
+		}
+		first := "none"
+		for _, c := range claims {
+			if strings.EqualFold(c.mac, b.macs[owner]) {
+				first = c.at.Sub(up).Round(time.Millisecond).String()
+				break
+			}
+		}
+		t.Logf("ARP claims of %s at the client in the 10s after carrier came back, per node: %v; %s rejoined the membership %v after carrier back, first claimed %s at %s",
+			ip, perMAC, owner, back.Sub(up).Round(time.Millisecond), ip, first)
+		if len(early) > 0 {
+			t.Errorf("%s claimed %s before it had rejoined the membership (two MACs on one IP): %v", owner, ip, early)
+		}
+	}()
 	// Converged: both clients map the address to the same node's MAC, and
 	// stay so for 2 s.
 	var since time.Time

@@ -83,6 +83,10 @@ type Config struct {
 	SysClassNet, ProcSysNet string
 	// InterfacePoll is how often the interfaces are listed again. Default 2s.
 	InterfacePoll time.Duration
+	// HoldDown is how long an interface that becomes usable (carrier back)
+	// and the membership must be stable before the node announces from it
+	// (see [HoldDown]). Default [DefaultHoldDown].
+	HoldDown time.Duration
 	// BGP configures BGP mode.
 	BGP BGPConfig
 	// IgnoreExcludeLB makes nodes labelled
@@ -131,6 +135,8 @@ type Speaker struct {
 	lastPeers []string            // last list handed to the joiner
 	joinCh    chan []string       // to the joiner
 	ownIfaces []string            // interfaces published in meta
+	hold      *HoldDown           // keeps interfaces back that became usable
+	holdLog   []string            // interfaces last logged as held
 	metaSet   bool                // ownIfaces were published
 	pubKeys   membership.KeyState // key state published in meta
 	keyWarned bool                // the Secret's absence was logged
@@ -232,6 +238,9 @@ func New(cfg Config) (*Speaker, error) {
 	if cfg.InterfacePoll <= 0 {
 		cfg.InterfacePoll = 2 * time.Second
 	}
+	if cfg.HoldDown <= 0 {
+		cfg.HoldDown = DefaultHoldDown
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -252,6 +261,7 @@ func New(cfg Config) (*Speaker, error) {
 		},
 	}
 	s.settle = sync.OnceFunc(func() { close(s.settleCh) })
+	s.hold = NewHoldDown(cfg.HoldDown, nil)
 	s.st = NewState(cfg.NodeName, func() { s.elections.Add(1) })
 	if !cfg.BGP.Disabled {
 		s.bgp = newBGPMode(cfg.BGP)
@@ -550,6 +560,7 @@ func (s *Speaker) startMembership(ctx context.Context) (*membership.Cluster, err
 		s.ownIfaces, s.metaSet = ifaces, true
 		mc.Meta = EncodeMeta(ifaces, nil)
 	}
+	s.hold = NewHoldDown(s.cfg.HoldDown, ifaces)
 	mc.OnKeyMismatch = func(m membership.KeyMismatch) {
 		select {
 		case s.mismatch <- m:
@@ -664,7 +675,15 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 	events := cluster.Events()
 	settle := s.settleCh
 	for {
+		// While an interface is held back, it is looked at more often, so
+		// that it is published soon after its hold-down ends.
+		var holdC <-chan time.Time
+		if s.hold.Holding() {
+			holdC = time.After(s.cfg.HoldDown / 4)
+		}
 		select {
+		case <-holdC:
+			s.pollInterfaces(ctx, cluster)
 		case <-ctx.Done():
 			return
 		case <-settle:
@@ -713,6 +732,7 @@ func (s *Speaker) applyMember(ev membership.Event, changed map[string]bool) {
 	name := ev.Member.Name
 	if ev.Type != membership.EventUpdate && name != s.self {
 		s.joinedOrLeft = true
+		s.hold.MembersChanged(time.Now())
 	}
 	if ev.Type == membership.EventLeave {
 		delete(s.alive, name)
@@ -1033,10 +1053,18 @@ func (s *Speaker) usableInterfaces() ([]string, error) {
 
 // pollInterfaces publishes this node's interfaces when they change.
 func (s *Speaker) pollInterfaces(ctx context.Context, cluster *membership.Cluster) {
-	ifaces, err := s.usableInterfaces()
+	usable, err := s.usableInterfaces()
 	if err != nil {
 		s.log.Warn("cannot list interfaces", slog.Any("error", err))
 		return
+	}
+	ifaces, held := s.hold.Publish(usable, time.Now())
+	if !slices.Equal(held, s.holdLog) {
+		if len(held) > 0 {
+			s.log.Info("interfaces held back until the membership is stable", slog.Any("interfaces", held),
+				slog.Duration("holdDown", s.cfg.HoldDown))
+		}
+		s.holdLog = held
 	}
 	// A key state whose publication failed is published again here.
 	keysStale := !cluster.KeyState().Equal(s.pubKeys)
