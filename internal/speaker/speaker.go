@@ -890,17 +890,57 @@ func (s *Speaker) reconcile(keys map[string]bool) {
 		s.announcer.Withdraw(ip)
 		s.countIP(ip, -1)
 	}
+	var started planSummary
 	for _, a := range plan.Announce {
 		s.announcer.Announce(a.IP, a.Interfaces)
 		if a.New {
 			s.countIP(a.IP, 1)
 			s.announceEvent(a.Key, a.IP, a.Interfaces)
+			started.add(a.Key, a.IP)
 		}
 	}
+	var stopped planSummary
 	for _, st := range plan.Stopped {
 		s.withdrawEvent(st)
+		for _, ip := range st.IPs {
+			stopped.add(st.Key, ip)
+		}
+	}
+	// One line per plan, not per IP: when a node dies, the takeover of
+	// thousands of IPs must not flood the log.
+	if started.ips > 0 {
+		s.log.Info("announcing", started.attrs()...)
+	}
+	if stopped.ips > 0 {
+		s.log.Info("withdrawn", stopped.attrs()...)
 	}
 	s.reportUnannounced()
+}
+
+// planSummary counts the keys and IPs a plan starts or stops, with a few
+// examples, for one log line.
+type planSummary struct {
+	keys, ips int
+	last      string
+	examples  []string
+}
+
+// summaryExamples is how many IPs a summary line names.
+const summaryExamples = 3
+
+func (p *planSummary) add(key string, ip netip.Addr) {
+	if key != p.last {
+		p.keys++
+		p.last = key
+	}
+	p.ips++
+	if len(p.examples) < summaryExamples {
+		p.examples = append(p.examples, ip.String()+" ("+key+")")
+	}
+}
+
+func (p *planSummary) attrs() []any {
+	return []any{slog.Int("keys", p.keys), slog.Int("ips", p.ips), slog.Any("examples", p.examples)}
 }
 
 // reportUnannounced records the NotAnnounced events that are due and
@@ -962,7 +1002,7 @@ func (s *Speaker) announceEvent(key string, ip netip.Addr, want []string) {
 		where = strings.Join(want, ",") + " (not up yet)"
 	}
 	msg := fmt.Sprintf("announcing %s from node %s on %s via %s", ip, s.self, where, protocol(ip))
-	s.log.Info("announcing", slog.String("ip", ip.String()), slog.String("key", key), slog.String("interfaces", where))
+	s.log.Debug("announcing", slog.String("ip", ip.String()), slog.String("key", key), slog.String("interfaces", where))
 	s.serviceEvents(key, corev1.EventTypeNormal, ReasonAnnouncing, msg)
 }
 
@@ -977,7 +1017,7 @@ func (s *Speaker) withdrawEvent(st Stopped) {
 		strs[i] = ip.String()
 	}
 	msg := fmt.Sprintf("node %s stopped announcing %s; %s", s.self, strings.Join(strs, ","), next)
-	s.log.Info("withdrawn", slog.String("key", key), slog.Any("ips", strs), slog.String("next", next))
+	s.log.Debug("withdrawn", slog.String("key", key), slog.Any("ips", strs), slog.String("next", next))
 	if len(s.st.Members(key)) == 0 {
 		return // the Services are gone or lost their IPs: nobody to tell
 	}
