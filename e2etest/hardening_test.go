@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ func TestHardening(t *testing.T) {
 	t.Run("tenancy", func(t *testing.T) { b.with(t).tenancy(t) })
 	t.Run("partition-heal", func(t *testing.T) { b.with(t).partitionHeal(t) })
 	t.Run("api-outage", func(t *testing.T) { b.with(t).apiOutage(t) })
+	t.Run("starvation", func(t *testing.T) { b.with(t).starvation(t) })
 }
 
 // with returns b for a subtest's t.
@@ -449,6 +451,25 @@ func (b *l2Bed) partitionHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := time.Now()
+	// The returning node's own view of the membership, from the cut on.
+	type sample struct {
+		at      time.Time
+		members float64
+	}
+	var samplesMu sync.Mutex
+	var samples []sample
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	go func() {
+		for sampleCtx.Err() == nil {
+			if m, err := b.metrics(sampleCtx, n); err == nil {
+				samplesMu.Lock()
+				samples = append(samples, sample{time.Now(), m["herald_memberlist_members"]})
+				samplesMu.Unlock()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	var other string
 	waitUntil(t, 15*time.Second, "another node takes "+ip.String()+" over", func(ctx context.Context) (bool, string) {
 		other = b.neighbourOwnerIn(ctx, b.ClientL2.NS, ip)
@@ -467,26 +488,31 @@ func (b *l2Bed) partitionHeal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rejoined := make(chan time.Time, 1)
-	go func() {
-		defer close(rejoined)
-		left := false
-		for ctx.Err() == nil {
-			if m, err := b.metrics(ctx, n); err == nil {
-				all := m["herald_memberlist_members"] == float64(len(b.Nodes))
-				if left && all {
-					rejoined <- time.Now()
-					return
-				}
-				left = left || !all
-			}
-			time.Sleep(50 * time.Millisecond)
+	// Memberlist merges the node back slowly (3 s instead of about 0.4 s):
+	// the node sees its carrier before it sees the others, the moment in
+	// which it must not claim the addresses.
+	mlRules := [][]string{
+		{"INPUT", "-p", "udp", "--dport", "7946"}, {"INPUT", "-p", "tcp", "--dport", "7946"},
+		{"INPUT", "-p", "tcp", "--sport", "7946"},
+	}
+	for _, r := range mlRules {
+		if _, err := n.Run(ctx, append(append([]string{"iptables", "-I"}, r...), "-j", "DROP")...); err != nil {
+			t.Fatal(err)
 		}
-	}()
+	}
+	unblock := sync.OnceFunc(func() {
+		for _, r := range mlRules {
+			if _, err := n.Run(ctx, append(append([]string{"iptables", "-D"}, r...), "-j", "DROP")...); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	defer unblock()
 	if err := n.LinkUp(ctx); err != nil {
 		t.Fatal(err)
 	}
 	up := time.Now()
+	time.AfterFunc(3*time.Second, unblock)
 	defer func() {
 		// The address's final owner and the claims from carrier back on.
 		if arp == nil {
@@ -494,11 +520,19 @@ func (b *l2Bed) partitionHeal(t *testing.T) {
 		}
 		time.Sleep(time.Until(up.Add(10 * time.Second)))
 		claims := arp.stop()
+		stopSampling()
+		// back: the first sample after carrier back in which the node sees
+		// every member again.
 		var back time.Time
-		select {
-		case back = <-rejoined:
-		case <-time.After(5 * time.Second):
+		minMembers := float64(len(b.Nodes))
+		samplesMu.Lock()
+		for _, sm := range samples {
+			minMembers = min(minMembers, sm.members)
+			if back.IsZero() && sm.at.After(up) && sm.members == float64(len(b.Nodes)) {
+				back = sm.at
+			}
 		}
+		samplesMu.Unlock()
 		perMAC := map[string]int{}
 		var early []string
 		for _, c := range claims {
@@ -520,8 +554,8 @@ func (b *l2Bed) partitionHeal(t *testing.T) {
 				break
 			}
 		}
-		t.Logf("ARP claims of %s at the client in the 10s after carrier came back, per node: %v; %s rejoined the membership %v after carrier back, first claimed %s at %s",
-			ip, perMAC, owner, back.Sub(up).Round(time.Millisecond), ip, first)
+		t.Logf("ARP claims of %s at the client in the 10s after carrier came back, per node: %v; %s saw %v members at least while cut off, all %d again %v after carrier back, and first claimed %s %s after carrier back",
+			ip, perMAC, owner, minMembers, len(b.Nodes), back.Sub(up).Round(time.Millisecond), ip, first)
 		if len(early) > 0 {
 			t.Errorf("%s claimed %s before it had rejoined the membership (two MACs on one IP): %v", owner, ip, early)
 		}
