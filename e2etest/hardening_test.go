@@ -427,8 +427,13 @@ func (b *l2Bed) neighbourOwnerIn(ctx context.Context, ns testbed.NS, ip netip.Ad
 func (b *l2Bed) partitionHeal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ips := b.service(ctx, testbed.ServiceSpec{Name: "heal", Pods: b.podsOn("node1", "node2", "node3")}, 1)
-	ip := ips[0]
+	// Dual-stack: after the flap the IPv6 address needs the NDP responder,
+	// which a tentative link-local address can keep from starting at once.
+	ips := b.service(ctx, testbed.ServiceSpec{Name: "heal", Pods: b.podsOn("node1", "node2", "node3"), DualStack: true}, 2)
+	ip, ip6 := ips[0], ips[1]
+	if ip.Is6() {
+		ip, ip6 = ip6, ip
+	}
 	owner := b.waitOwner(ctx, ip)
 	clients := map[string]testbed.NS{"client-l2": b.ClientL2.NS, "router": b.Router.NS}
 	// Both clients talk to the address, so both hold a neighbour entry.
@@ -559,6 +564,16 @@ func (b *l2Bed) partitionHeal(t *testing.T) {
 		if len(early) > 0 {
 			t.Errorf("%s claimed %s before it had rejoined the membership (two MACs on one IP): %v", owner, ip, early)
 		}
+		// The IPv6 address answers again from the node that owns it now
+		// (the returning one, once its hold-down is over): its NDP
+		// responder started again after the flap.
+		waitUntil(t, 10*time.Second, "the client reaches "+ip6.String()+" again", func(ctx context.Context) (bool, string) {
+			rctx, c := context.WithTimeout(ctx, time.Second)
+			defer c()
+			_, err := b.ClientL2.Get(rctx, testbed.HostPort(ip6, 80))
+			return err == nil, fmt.Sprint(err)
+		})
+		t.Logf("the client reaches %s (owner %s) %v after carrier back", ip6, b.neighbourOwnerIn(ctx, b.ClientL2.NS, ip), time.Since(up).Round(time.Millisecond))
 	}()
 	// Converged: both clients map the address to the same node's MAC, and
 	// stay so for 2 s.
