@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func TestHardening(t *testing.T) {
 	t.Run("tenancy", func(t *testing.T) { b.with(t).tenancy(t) })
 	t.Run("partition-heal", func(t *testing.T) { b.with(t).partitionHeal(t) })
 	t.Run("api-outage", func(t *testing.T) { b.with(t).apiOutage(t) })
+	t.Run("starvation", func(t *testing.T) { b.with(t).starvation(t) })
 }
 
 // with returns b for a subtest's t.
@@ -435,8 +437,13 @@ func (b *l2Bed) neighbourOwnerIn(ctx context.Context, ns testbed.NS, ip netip.Ad
 func (b *l2Bed) partitionHeal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ips := b.service(ctx, testbed.ServiceSpec{Name: "heal", Pods: b.podsOn("node1", "node2", "node3")}, 1)
-	ip := ips[0]
+	// Dual-stack: after the flap the IPv6 address needs the NDP responder,
+	// which a tentative link-local address can keep from starting at once.
+	ips := b.service(ctx, testbed.ServiceSpec{Name: "heal", Pods: b.podsOn("node1", "node2", "node3"), DualStack: true}, 2)
+	ip, ip6 := ips[0], ips[1]
+	if ip.Is6() {
+		ip, ip6 = ip6, ip
+	}
 	owner := b.waitOwner(ctx, ip)
 	clients := map[string]testbed.NS{"client-l2": b.ClientL2.NS, "router": b.Router.NS}
 	// Both clients talk to the address, so both hold a neighbour entry.
@@ -459,6 +466,25 @@ func (b *l2Bed) partitionHeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := time.Now()
+	// The returning node's own view of the membership, from the cut on.
+	type sample struct {
+		at      time.Time
+		members float64
+	}
+	var samplesMu sync.Mutex
+	var samples []sample
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	go func() {
+		for sampleCtx.Err() == nil {
+			if m, err := b.metrics(sampleCtx, n); err == nil {
+				samplesMu.Lock()
+				samples = append(samples, sample{time.Now(), m["herald_memberlist_members"]})
+				samplesMu.Unlock()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	var other string
 	waitUntil(t, 15*time.Second, "another node takes "+ip.String()+" over", func(ctx context.Context) (bool, string) {
 		other = b.neighbourOwnerIn(ctx, b.ClientL2.NS, ip)
@@ -466,10 +492,99 @@ func (b *l2Bed) partitionHeal(t *testing.T) {
 	})
 	t.Logf("%s took %s over %v after %s lost carrier", other, ip, time.Since(down).Round(time.Millisecond), owner)
 	time.Sleep(time.Until(down.Add(10 * time.Second)))
+	// From carrier back on, record who claims the address at the client
+	// (ARP replies and gratuitous ARPs) and when the returning node's
+	// speaker sees the full membership again: a claim by the returning node
+	// before that is a second MAC on the address.
+	var arp *arpWatch
+	if ip.Is4() {
+		var err error
+		if arp, err = watchARP(b.ClientL2.NS, ip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Memberlist merges the node back slowly (3 s instead of about 0.4 s):
+	// the node sees its carrier before it sees the others, the moment in
+	// which it must not claim the addresses.
+	mlRules := [][]string{
+		{"INPUT", "-p", "udp", "--dport", "7946"}, {"INPUT", "-p", "tcp", "--dport", "7946"},
+		{"INPUT", "-p", "tcp", "--sport", "7946"},
+	}
+	for _, r := range mlRules {
+		if _, err := n.Run(ctx, append(append([]string{"iptables", "-I"}, r...), "-j", "DROP")...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unblock := sync.OnceFunc(func() {
+		for _, r := range mlRules {
+			if _, err := n.Run(ctx, append(append([]string{"iptables", "-D"}, r...), "-j", "DROP")...); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	defer unblock()
 	if err := n.LinkUp(ctx); err != nil {
 		t.Fatal(err)
 	}
 	up := time.Now()
+	time.AfterFunc(3*time.Second, unblock)
+	defer func() {
+		// The address's final owner and the claims from carrier back on.
+		if arp == nil {
+			return
+		}
+		time.Sleep(time.Until(up.Add(10 * time.Second)))
+		claims := arp.stop()
+		stopSampling()
+		// back: the first sample after carrier back in which the node sees
+		// every member again.
+		var back time.Time
+		minMembers := float64(len(b.Nodes))
+		samplesMu.Lock()
+		for _, sm := range samples {
+			minMembers = min(minMembers, sm.members)
+			if back.IsZero() && sm.at.After(up) && sm.members == float64(len(b.Nodes)) {
+				back = sm.at
+			}
+		}
+		samplesMu.Unlock()
+		perMAC := map[string]int{}
+		var early []string
+		for _, c := range claims {
+			name := c.mac
+			for node, mac := range b.macs {
+				if strings.EqualFold(mac, c.mac) {
+					name = node
+				}
+			}
+			perMAC[name]++
+			if name == owner && (back.IsZero() || c.at.Before(back)) {
+				early = append(early, fmt.Sprintf("%v after carrier back", c.at.Sub(up).Round(time.Millisecond)))
+			}
+		}
+		first := "none"
+		for _, c := range claims {
+			if strings.EqualFold(c.mac, b.macs[owner]) {
+				first = c.at.Sub(up).Round(time.Millisecond).String()
+				break
+			}
+		}
+		t.Logf("ARP claims of %s at the client in the 10s after carrier came back, per node: %v; %s saw %v members at least while cut off, all %d again %v after carrier back, and first claimed %s %s after carrier back",
+			ip, perMAC, owner, minMembers, len(b.Nodes), back.Sub(up).Round(time.Millisecond), ip, first)
+		if len(early) > 0 {
+			t.Errorf("%s claimed %s before it had rejoined the membership (two MACs on one IP): %v", owner, ip, early)
+		}
+		// The IPv6 address answers again from the node that owns it now
+		// (the returning one, once its hold-down is over): its NDP
+		// responder started again after the flap.
+		waitUntil(t, 10*time.Second, "the client reaches "+ip6.String()+" again", func(ctx context.Context) (bool, string) {
+			rctx, c := context.WithTimeout(ctx, time.Second)
+			defer c()
+			_, err := b.ClientL2.Get(rctx, testbed.HostPort(ip6, 80))
+			return err == nil, fmt.Sprint(err)
+		})
+		t.Logf("the client reaches %s (owner %s) %v after carrier back", ip6, b.neighbourOwnerIn(ctx, b.ClientL2.NS, ip), time.Since(up).Round(time.Millisecond))
+	}()
 	// Converged: both clients map the address to the same node's MAC, and
 	// stay so for 2 s.
 	var since time.Time

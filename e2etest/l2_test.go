@@ -154,6 +154,9 @@ func (b *l2Bed) startSpeaker(ctx context.Context, n *testbed.Node, extra ...stri
 	b.starts[n.Name]++
 	args := append([]string{"--kubeconfig", b.SpeakerKubeconfig, "--log-level", "debug",
 		"--metrics-addr", "127.0.0.1:7472", "--metrics-secure=false", "--health-addr", ":7473"}, extra...)
+	// HERALD_SPEAKER_FLAGS adds flags to every speaker, to compare settings
+	// (for example memberlist timings) on the same tests.
+	args = append(args, strings.Fields(os.Getenv("HERALD_SPEAKER_FLAGS"))...)
 	p, err := n.StartSpeaker(ctx, fmt.Sprintf("speaker-%s-%d", n.Name, b.starts[n.Name]), b.speakerBin, args...)
 	if err != nil {
 		b.t.Fatal(err)

@@ -668,14 +668,17 @@ func teardown(log *slog.Logger, st State, procs []*Process) error {
 	return errors.Join(errs...)
 }
 
-// dumpLogs writes the tail of every process log, for failed tests.
+// netnsDir is where `ip netns` keeps the bind mounts of named namespaces.
+const netnsDir = "/run/netns"
+
 // netnsExists reports whether the named network namespace exists: its bind
 // mount under /run/netns, which is where `ip netns` keeps it.
 func netnsExists(name string) bool {
-	_, err := os.Stat(filepath.Join("/run/netns", name))
+	_, err := os.Stat(filepath.Join(netnsDir, name))
 	return err == nil
 }
 
+// dumpLogs writes the tail of every process log, for failed tests.
 func (b *Bed) dumpLogs(logf func(string)) {
 	for _, p := range b.Processes() {
 		data, err := os.ReadFile(p.Log)

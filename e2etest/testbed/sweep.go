@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -121,22 +122,22 @@ func contains(s []string, v string) bool {
 	return false
 }
 
-func listNetns(ctx context.Context) ([]string, error) {
-	out, err := run(ctx, "ip", "-j", "netns", "list")
+// listNetns returns the names of the machine's named network namespaces:
+// the entries of /run/netns, where `ip netns` keeps their bind mounts. It
+// does not use `ip -j netns list`, which prints an error line among its
+// JSON (and so fails as a whole) when any namespace of the machine is in a
+// transient state, such as another bed's half-created namespace.
+func listNetns(context.Context) ([]string, error) {
+	ents, err := os.ReadDir(netnsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list network namespaces: %w", err)
 	}
-	var l []struct {
-		Name string `json:"name"`
-	}
-	if strings.TrimSpace(out) != "" {
-		if err := json.Unmarshal([]byte(out), &l); err != nil {
-			return nil, fmt.Errorf("parse ip netns list: %w", err)
-		}
-	}
-	var names []string
-	for _, n := range l {
-		names = append(names, n.Name)
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		names = append(names, e.Name())
 	}
 	return names, nil
 }

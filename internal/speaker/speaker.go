@@ -83,6 +83,10 @@ type Config struct {
 	SysClassNet, ProcSysNet string
 	// InterfacePoll is how often the interfaces are listed again. Default 2s.
 	InterfacePoll time.Duration
+	// HoldDown is how long an interface that becomes usable (carrier back)
+	// and the membership must be stable before the node announces from it
+	// (see [HoldDown]). Default [DefaultHoldDown].
+	HoldDown time.Duration
 	// BGP configures BGP mode.
 	BGP BGPConfig
 	// IgnoreExcludeLB makes nodes labelled
@@ -131,6 +135,8 @@ type Speaker struct {
 	lastPeers []string            // last list handed to the joiner
 	joinCh    chan []string       // to the joiner
 	ownIfaces []string            // interfaces published in meta
+	hold      *HoldDown           // keeps interfaces back that became usable
+	holdLog   []string            // interfaces last logged as held
 	metaSet   bool                // ownIfaces were published
 	pubKeys   membership.KeyState // key state published in meta
 	keyWarned bool                // the Secret's absence was logged
@@ -234,6 +240,9 @@ func New(cfg Config) (*Speaker, error) {
 	if cfg.InterfacePoll <= 0 {
 		cfg.InterfacePoll = 2 * time.Second
 	}
+	if cfg.HoldDown <= 0 {
+		cfg.HoldDown = DefaultHoldDown
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -254,6 +263,7 @@ func New(cfg Config) (*Speaker, error) {
 		},
 	}
 	s.settle = sync.OnceFunc(func() { close(s.settleCh) })
+	s.hold = NewHoldDown(cfg.HoldDown, nil)
 	s.st = NewState(cfg.NodeName, func() { s.elections.Add(1) })
 	if !cfg.BGP.Disabled {
 		s.bgp = newBGPMode(cfg.BGP)
@@ -552,6 +562,7 @@ func (s *Speaker) startMembership(ctx context.Context) (*membership.Cluster, err
 		s.ownIfaces, s.metaSet = ifaces, true
 		mc.Meta = EncodeMeta(ifaces, nil)
 	}
+	s.hold = NewHoldDown(s.cfg.HoldDown, ifaces)
 	mc.OnKeyMismatch = func(m membership.KeyMismatch) {
 		select {
 		case s.mismatch <- m:
@@ -666,7 +677,15 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 	events := cluster.Events()
 	settle := s.settleCh
 	for {
+		// While an interface is held back, it is looked at more often, so
+		// that it is published soon after its hold-down ends.
+		var holdC <-chan time.Time
+		if s.hold.Holding() {
+			holdC = time.After(s.cfg.HoldDown / 4)
+		}
 		select {
+		case <-holdC:
+			s.pollInterfaces(ctx, cluster)
 		case <-ctx.Done():
 			return
 		case <-settle:
@@ -715,6 +734,7 @@ func (s *Speaker) applyMember(ev membership.Event, changed map[string]bool) {
 	name := ev.Member.Name
 	if ev.Type != membership.EventUpdate && name != s.self {
 		s.joinedOrLeft = true
+		s.hold.MembersChanged(time.Now())
 	}
 	if ev.Type == membership.EventLeave {
 		delete(s.alive, name)
@@ -872,17 +892,57 @@ func (s *Speaker) reconcile(keys map[string]bool) {
 		s.announcer.Withdraw(ip)
 		s.countIP(ip, -1)
 	}
+	var started planSummary
 	for _, a := range plan.Announce {
 		s.announcer.Announce(a.IP, a.Interfaces)
 		if a.New {
 			s.countIP(a.IP, 1)
 			s.announceEvent(a.Key, a.IP, a.Interfaces)
+			started.add(a.Key, a.IP)
 		}
 	}
+	var stopped planSummary
 	for _, st := range plan.Stopped {
 		s.withdrawEvent(st)
+		for _, ip := range st.IPs {
+			stopped.add(st.Key, ip)
+		}
+	}
+	// One line per plan, not per IP: when a node dies, the takeover of
+	// thousands of IPs must not flood the log.
+	if started.ips > 0 {
+		s.log.Info("announcing", started.attrs()...)
+	}
+	if stopped.ips > 0 {
+		s.log.Info("withdrawn", stopped.attrs()...)
 	}
 	s.reportUnannounced()
+}
+
+// planSummary counts the keys and IPs a plan starts or stops, with a few
+// examples, for one log line.
+type planSummary struct {
+	keys, ips int
+	last      string
+	examples  []string
+}
+
+// summaryExamples is how many IPs a summary line names.
+const summaryExamples = 3
+
+func (p *planSummary) add(key string, ip netip.Addr) {
+	if key != p.last {
+		p.keys++
+		p.last = key
+	}
+	p.ips++
+	if len(p.examples) < summaryExamples {
+		p.examples = append(p.examples, ip.String()+" ("+key+")")
+	}
+}
+
+func (p *planSummary) attrs() []any {
+	return []any{slog.Int("keys", p.keys), slog.Int("ips", p.ips), slog.Any("examples", p.examples)}
 }
 
 // reportUnannounced records the NotAnnounced events that are due and
@@ -944,7 +1004,7 @@ func (s *Speaker) announceEvent(key string, ip netip.Addr, want []string) {
 		where = strings.Join(want, ",") + " (not up yet)"
 	}
 	msg := fmt.Sprintf("announcing %s from node %s on %s via %s", ip, s.self, where, protocol(ip))
-	s.log.Info("announcing", slog.String("ip", ip.String()), slog.String("key", key), slog.String("interfaces", where))
+	s.log.Debug("announcing", slog.String("ip", ip.String()), slog.String("key", key), slog.String("interfaces", where))
 	s.serviceEvents(key, corev1.EventTypeNormal, ReasonAnnouncing, msg)
 }
 
@@ -959,7 +1019,7 @@ func (s *Speaker) withdrawEvent(st Stopped) {
 		strs[i] = ip.String()
 	}
 	msg := fmt.Sprintf("node %s stopped announcing %s; %s", s.self, strings.Join(strs, ","), next)
-	s.log.Info("withdrawn", slog.String("key", key), slog.Any("ips", strs), slog.String("next", next))
+	s.log.Debug("withdrawn", slog.String("key", key), slog.Any("ips", strs), slog.String("next", next))
 	if len(s.st.Members(key)) == 0 {
 		return // the Services are gone or lost their IPs: nobody to tell
 	}
@@ -1035,10 +1095,18 @@ func (s *Speaker) usableInterfaces() ([]string, error) {
 
 // pollInterfaces publishes this node's interfaces when they change.
 func (s *Speaker) pollInterfaces(ctx context.Context, cluster *membership.Cluster) {
-	ifaces, err := s.usableInterfaces()
+	usable, err := s.usableInterfaces()
 	if err != nil {
 		s.log.Warn("cannot list interfaces", slog.Any("error", err))
 		return
+	}
+	ifaces, held := s.hold.Publish(usable, time.Now())
+	if !slices.Equal(held, s.holdLog) {
+		if len(held) > 0 {
+			s.log.Info("interfaces held back until the membership is stable", slog.Any("interfaces", held),
+				slog.Duration("holdDown", s.cfg.HoldDown))
+		}
+		s.holdLog = held
 	}
 	// A key state whose publication failed is published again here.
 	keysStale := !cluster.KeyState().Equal(s.pubKeys)

@@ -1,10 +1,14 @@
 package speaker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -216,4 +220,49 @@ func TestSpeakerLocalTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.await(t, "an endpoint on this node", "198.18.0.210")
+}
+
+// TestSpeakerTakeoverLogsOnce: a takeover of many addresses is one log line
+// that counts them, not one line per address.
+func TestSpeakerTakeoverLogsOnce(t *testing.T) {
+	var objs []runtime.Object
+	for i := range 20 {
+		objs = append(objs, lbService(fmt.Sprintf("web%d", i), fmt.Sprintf("198.18.0.%d", 200+i)))
+	}
+	f := newSpeakerFixture(t, objs...)
+	var buf bytes.Buffer
+	f.s.log = slog.New(slog.NewTextHandler(&buf, nil))
+	f.s.pend.mark(func() { f.s.pend.config, f.s.pend.peers = true, true })
+	f.step()
+	// Every Service is known before the membership settles, as at a
+	// takeover: one plan takes them all.
+	for deadline := time.Now().Add(5 * time.Second); len(slices.Collect(f.s.st.GroupKeys())) < 20; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the speaker knows %d Services, want 20", len(slices.Collect(f.s.st.GroupKeys())))
+		}
+		select {
+		case <-f.s.pend.signal:
+			f.s.process(context.Background())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	f.s.applySettled()
+	var want []string
+	for i := range 20 {
+		want = append(want, fmt.Sprintf("198.18.0.%d", 200+i))
+	}
+	slices.Sort(want)
+	f.await(t, "settled", want...)
+	lines := 0
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, "msg=announcing") {
+			lines++
+			if !strings.Contains(l, "keys=20 ips=20") {
+				t.Errorf("the line does not count the takeover: %s", l)
+			}
+		}
+	}
+	if lines != 1 {
+		t.Errorf("taking 20 addresses over logged %d lines, want 1:\n%s", lines, buf.String())
+	}
 }
