@@ -136,8 +136,9 @@ protocol device {}
 protocol bgp n2 {
   local %[1]s as 64600;
   neighbor %[2]s port %[4]d as 64600;
+  direct;
   hold time 9; connect retry time 1; error wait time 1, 5;
-  ipv4 { import all; export none; gateway direct; };
+  ipv4 { import all; export none; };
 }
 protocol bgp n1 {
   local %[1]s as %[5]d;
@@ -358,10 +359,10 @@ spec: {myASN: 64600, peerASN: %[1]d, peerAddress: %[4]s, vrf: tenant, holdTime: 
 			n, _ := bird.RoutesFrom(ctx, host(ips[0]), "n2")
 			return n != 0, fmt.Sprint(n)
 		})
-		// The session's socket is bound to the device: its local address
-		// is the VRF link's.
+		// The session's socket is bound to the device: ss shows the
+		// local address with the device ("198.18.40.1%tenant:PORT").
 		out, _ := n2.Output(ctx, "ss", "-tnH", "state", "established", "dst", tenantRouterIP.String())
-		if !strings.Contains(string(out), tenantNodeIP.String()+":") {
+		if !strings.Contains(string(out), tenantNodeIP.String()+"%tenant:") {
 			t.Errorf("node2's session to %s: %q", tenantRouterIP, out)
 		}
 		t.Logf("node2 socket: %s", strings.TrimSpace(string(out)))

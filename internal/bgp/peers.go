@@ -181,6 +181,9 @@ func (s *Speaker) addPeer(ctx context.Context, p *Peer) error {
 			return err
 		}
 	}
+	if p.Interface != "" {
+		s.ra.add(p.Interface)
+	}
 	e := &peerEntry{cfg: *p, id: id}
 	s.peers[p.Name] = e
 	s.byAddr[p.Address] = e
@@ -235,6 +238,9 @@ func (s *Speaker) deletePeer(ctx context.Context, e *peerEntry, cause string, re
 			_ = s.bfd.add(p.Address, p.SourceAddress, p.EBGPMultiHopTTL > 0, *b)
 		}
 		return err
+	}
+	if p.Interface != "" {
+		s.ra.remove(p.Interface)
 	}
 	delete(s.peers, p.Name)
 	delete(s.byAddr, p.Address)

@@ -61,6 +61,8 @@ type Speaker struct {
 	// linkLocalNeighbor finds the router of an unnumbered peer; tests
 	// replace it.
 	linkLocalNeighbor func(ifname string) (netip.Addr, error)
+	// ra advertises the node on the interfaces of unnumbered peers.
+	ra *raSender
 }
 
 // rawEvent is one session state change, from GoBGP or made up by the
@@ -127,6 +129,7 @@ func New(logger *slog.Logger, cfg Config) (*Speaker, error) {
 
 		dynExternal:       map[netip.Addr]uint32{},
 		linkLocalNeighbor: linkLocalNeighbor,
+		ra:                newRASender(logger.With(slog.String("component", "ra"))),
 	}, nil
 }
 
@@ -528,6 +531,7 @@ func (s *Speaker) stopLocked(cause string) {
 	if s.bfd != nil {
 		s.bfd.stopAll()
 	}
+	s.ra.stopAll()
 	if s.watchCx != nil {
 		s.watchCx()
 	}
