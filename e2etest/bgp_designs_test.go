@@ -338,6 +338,7 @@ spec: {myASN: 64600, peerASN: %[1]d, peerAddress: %[4]s, vrf: tenant, holdTime: 
 				r, err := b.ClientExt.Get(rctx, testbed.HostPort(ip, 80))
 				return err == nil && r.Pod == n1.Pods[0].Name, fmt.Sprint(r, err)
 			})
+			t.Logf("client behind the router reached %s at %s over the unnumbered link", n1.Pods[0].Name, ip)
 		}
 	})
 
