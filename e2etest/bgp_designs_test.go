@@ -45,6 +45,8 @@ var (
 //     and the client behind the router reaches the pods over that link.
 //   - VRF: node2 peers with FRR from a VRF device; the VRF pool reaches only
 //     that peer.
+//   - UnnumberedBIRD: node2 peers with BIRD 2 over a link-local-only link
+//     (BIRD's radv and dynamic BGP on the interface).
 func TestBGPDesigns(t *testing.T) {
 	needRoot(t)
 	bed := testbed.Start(t, testbed.Options{Nodes: 2, PodsPerNode: 1, Router: true, DualStack: true})
@@ -131,7 +133,7 @@ func TestBGPDesigns(t *testing.T) {
 	}
 	// BIRD: iBGP with node2 (AS 64600), dialling its listen port; and a
 	// session it dials to node1, which has no BGPPeer for it.
-	bird, err := bed.StartBIRD(ctx, fmt.Sprintf(`router id %[1]s;
+	birdConf := fmt.Sprintf(`router id %[1]s;
 protocol device {}
 protocol bgp n2 {
   local %[1]s as 64600;
@@ -146,7 +148,8 @@ protocol bgp n1 {
   hold time 9; connect retry time 1; error wait time 1, 5;
   ipv4 { import all; export none; };
 }
-`, testbed.BIRDFabricIP, n2.IP, n1.IP, designsListenPort, testbed.BIRDASN))
+`, testbed.BIRDFabricIP, n2.IP, n1.IP, designsListenPort, testbed.BIRDASN)
+	bird, err := bed.StartBIRD(ctx, birdConf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +370,71 @@ spec: {myASN: 64600, peerASN: %[1]d, peerAddress: %[4]s, vrf: tenant, holdTime: 
 			t.Errorf("node2's session to %s: %q", tenantRouterIP, out)
 		}
 		t.Logf("node2 socket: %s", strings.TrimSpace(string(out)))
+	})
+
+	// BIRD 2 as the unnumbered router: its radv protocol advertises it on
+	// the link (router lifetime 0), and it accepts the node's session on
+	// any link-local address of the interface (dynamic BGP, neighbor
+	// range), with the extended next hop for IPv4.
+	t.Run("UnnumberedBIRD", func(t *testing.T) {
+		b := b.with(t)
+		sh(t, ctx, "ip", "link", "add", "un2", "netns", n2.NS.Name, "type", "veth", "peer", "name", "un3", "netns", bird.NS.Name)
+		for _, s := range []struct {
+			ns  testbed.NS
+			dev string
+		}{{n2.NS, "un2"}, {bird.NS, "un3"}} {
+			for _, kv := range []string{"net.ipv6.conf." + s.dev + ".accept_dad=0", "net.ipv6.conf." + s.dev + ".accept_ra=2"} {
+				k, v, _ := strings.Cut(kv, "=")
+				if err := s.ns.Sysctl(ctx, k, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sh(t, ctx, "ip", "-n", s.ns.Name, "link", "set", s.dev, "up")
+		}
+		if err := bird.Reconfigure(ctx, birdConf+fmt.Sprintf(`
+protocol radv {
+  interface "un3" { min ra interval 3; max ra interval 4; default lifetime 0; };
+}
+protocol bgp bun {
+  local as %d;
+  neighbor range fe80::/10 as 64600;
+  interface "un3";
+  dynamic name "bun";
+  hold time 9;
+  ipv4 { import all; export none; extended next hop on; };
+  ipv6 { import all; export none; };
+}
+`, testbed.BIRDASN)); err != nil {
+			t.Fatal(err)
+		}
+		apply(t, bed, fmt.Sprintf(`
+apiVersion: herald.io/v1beta1
+kind: IPAddressPool
+metadata: {name: bird-unnumbered}
+spec: {addresses: ["203.0.113.208/28", "2001:db8:203::d0/124"], autoAssign: false}
+---
+apiVersion: herald.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: bird-unnumbered}
+spec: {ipAddressPools: [bird-unnumbered], peers: [bird-unnumbered]}
+---
+apiVersion: herald.io/v1beta1
+kind: BGPPeer
+metadata: {name: bird-unnumbered}
+spec: {myASN: 64600, peerASN: %d, interface: un2, holdTime: 9s, connectTime: 1s,
+  nodeSelectors: [{matchLabels: {kubernetes.io/hostname: node2}}]}
+`, testbed.BIRDASN))
+		ips := b.serviceIPs(ctx, testbed.ServiceSpec{Name: "bird-unnumbered", Pods: n2.Pods, DualStack: true, Mutate: func(s *corev1.Service) {
+			s.Annotations = map[string]string{"herald.io/address-pool": "bird-unnumbered"}
+		}}, 2)
+		for _, ip := range ips {
+			eventually(t, 60*time.Second, "BIRD's route to "+ip.String()+" over un3 with a link-local next hop", func() (bool, string) {
+				out, err := bird.Birdc(ctx, "show route "+host(ip).String())
+				return err == nil && strings.Contains(out, "via fe80::") && strings.Contains(out, "on un3"), out
+			})
+			out, _ := bird.Birdc(ctx, "show route "+host(ip).String())
+			t.Logf("BIRD: %s", strings.TrimSpace(out))
+		}
 	})
 
 	t.Run("LatencyUnnumbered", func(t *testing.T) {
