@@ -86,7 +86,7 @@ func parseFlags() (*flags, error) {
 	fs.DurationVar(&f.garpInterval, "gratuitous-interval", 250*time.Millisecond, "time between gratuitous packets")
 	fs.DurationVar(&f.refresh, "gratuitous-refresh", 0, "re-send a gratuitous packet per owned IP at this interval; 0 disables")
 	fs.BoolVar(&f.bgpDisabled, "disable-bgp", false, "never start the embedded BGP server, even if BGPPeers select this node")
-	fs.UintVar(&f.bgpListenPort, "bgp-listen-port", 0, "accept BGP connections on this TCP port; 0 only dials out (so the node can run Calico or kube-router on 179)")
+	fs.UintVar(&f.bgpListenPort, "bgp-listen-port", 0, "accept BGP connections on this TCP port, from configured peers only (needed by BGPPeers with passive: true; above 1023, e.g. 1790, needs no capability); 0 only dials out (so the node can run Calico or kube-router on 179)")
 	fs.DurationVar(&f.bgpStatusInterval, "bgp-status-interval", 10*time.Second, "refresh of the BGPSessionState objects (counters); state changes are written at once")
 	fs.DurationVar(&f.bgpShutdownTimeout, "bgp-shutdown-timeout", 3*time.Second, "on SIGTERM, how long to wait for the BGP withdrawals to be sent")
 	fs.UintVar(&f.bgpMaxReceivedPrefixes, "bgp-max-received-prefixes", 200000, "close a BGP session whose router sends more prefixes than this, per family (nothing is imported; this bounds the memory a router can take)")

@@ -9,23 +9,65 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:validation:XValidation:rule="!has(self.holdTime) || duration(self.holdTime) >= duration('3s')",message="holdTime must be at least 3s (0, no keepalives, is not supported by Herald's BGP implementation)",fieldPath=`.holdTime`
 // +kubebuilder:validation:XValidation:rule="!has(self.gracefulRestartTime) || (has(self.enableGracefulRestart) && self.enableGracefulRestart)",message="gracefulRestartTime needs enableGracefulRestart: true",fieldPath=`.gracefulRestartTime`
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) <= duration(self.holdTime)",message="keepaliveTime must not be greater than holdTime",fieldPath=`.keepaliveTime`
-// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || ip(self.sourceAddress).family() == ip(self.peerAddress).family()",message="sourceAddress must be of the same IP family as peerAddress",fieldPath=`.sourceAddress`
-// +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !self.ebgpMultiHop || self.myASN != self.peerASN",message="ebgpMultiHop applies to eBGP sessions only (myASN equals peerASN)",fieldPath=`.ebgpMultiHop`
+// +kubebuilder:validation:XValidation:rule="has(self.peerASN) != has(self.dynamicASN)",message="set exactly one of peerASN and dynamicASN"
+// +kubebuilder:validation:XValidation:rule="has(self.peerAddress) != has(self.interface)",message="set exactly one of peerAddress and interface"
+// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || (has(self.peerAddress) && ip(self.sourceAddress).family() == ip(self.peerAddress).family())",message="sourceAddress must be of the same IP family as peerAddress (and cannot be set with interface: the session runs over the interface's link-local address)",fieldPath=`.sourceAddress`
+// +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !self.ebgpMultiHop || (has(self.peerASN) ? self.myASN != self.peerASN : self.dynamicASN == 'external')",message="ebgpMultiHop applies to eBGP sessions only (myASN equals peerASN, or dynamicASN is internal)",fieldPath=`.ebgpMultiHop`
+// +kubebuilder:validation:XValidation:rule="!has(self.ebgpMultiHop) || !self.ebgpMultiHop || !has(self.interface)",message="ebgpMultiHop cannot be set with interface: an unnumbered session is one hop over the interface's link-local addresses",fieldPath=`.ebgpMultiHop`
+// +kubebuilder:validation:XValidation:rule="!has(self.bfdProfile) || (!has(self.interface) && !has(self.vrf))",message="bfdProfile is not supported with interface or vrf yet: Herald's BFD does not bind to an interface or a VRF",fieldPath=`.bfdProfile`
 type BGPPeerSpec struct {
 	// MyASN is the nodes' autonomous system number.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=4294967295
 	MyASN int64 `json:"myASN"`
 
-	// PeerASN is the router's autonomous system number.
+	// PeerASN is the router's autonomous system number. Set exactly one of
+	// peerASN and dynamicASN.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=4294967295
-	PeerASN int64 `json:"peerASN"`
+	// +optional
+	PeerASN int64 `json:"peerASN,omitempty"`
 
-	// PeerAddress is the router's IP address.
+	// DynamicASN accepts the router's ASN from its OPEN message instead of
+	// a fixed peerASN: "internal" accepts only myASN (iBGP), "external"
+	// any other ASN (eBGP; a router that announces myASN is reset with the
+	// reason). Set exactly one of peerASN and dynamicASN.
+	// +kubebuilder:validation:Enum=internal;external
+	// +optional
+	DynamicASN string `json:"dynamicASN,omitempty"`
+
+	// PeerAddress is the router's IP address. Set exactly one of
+	// peerAddress and interface.
 	// +kubebuilder:validation:MaxLength=45
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="peerAddress must be an IPv4 or IPv6 address"
-	PeerAddress string `json:"peerAddress"`
+	// +optional
+	PeerAddress string `json:"peerAddress,omitempty"`
+
+	// Interface peers over this node interface instead of a peerAddress
+	// (BGP unnumbered): the session runs between the IPv6 link-local
+	// addresses of the link, the router's found in the node's neighbour
+	// table (filled by the router's IPv6 router advertisements), and IPv4
+	// routes are sent with the node's IPv6 link-local next hop (RFC 8950).
+	// Set exactly one of peerAddress and interface.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[^\s/:%]+$`
+	// +optional
+	Interface string `json:"interface,omitempty"`
+
+	// Passive makes the nodes wait for the router to open the session
+	// instead of dialling it. The speakers accept BGP connections only
+	// when started with --bgp-listen-port (default: no listener), and only
+	// from the addresses of their configured peers.
+	// +optional
+	Passive bool `json:"passive,omitempty"`
+
+	// VRF runs the session in this VRF of the nodes: its socket is bound
+	// to the node's VRF device of that name (SO_BINDTODEVICE). Advertise a
+	// pool to it with a BGPAdvertisement whose peers name this BGPPeer.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[^\s/:%]+$`
+	// +optional
+	VRF string `json:"vrf,omitempty"`
 
 	// PeerPort is the router's TCP port. Default 179.
 	// +kubebuilder:validation:Minimum=1
@@ -133,6 +175,7 @@ type SecretRef struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=bgpp;peer,categories=herald
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.peerAddress`
+// +kubebuilder:printcolumn:name="Interface",type=string,JSONPath=`.spec.interface`,priority=1
 // +kubebuilder:printcolumn:name="My ASN",type=integer,JSONPath=`.spec.myASN`
 // +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
 // +kubebuilder:printcolumn:name="BFD",type=string,JSONPath=`.spec.bfdProfile`

@@ -71,10 +71,28 @@ type Peer struct {
 	// MyASN is the local ASN of this session; zero means Config.ASN.
 	MyASN uint32
 	// PeerASN is the router's ASN. Equal to the local ASN makes the session
-	// iBGP.
+	// iBGP. Zero with DynamicASN set.
 	PeerASN uint32
-	// Address is the router's address.
+	// DynamicASN, instead of PeerASN, takes the router's ASN from its OPEN
+	// message: DynamicInternal accepts the local ASN only, DynamicExternal
+	// any other (a router that opens with the local ASN is reset).
+	DynamicASN DynamicASN
+	// Address is the router's address. Invalid (zero) with Interface set.
 	Address netip.Addr
+	// Interface, instead of Address, peers over this interface (BGP
+	// unnumbered): the router's address is the one IPv6 link-local
+	// neighbour of the interface in the kernel's neighbour table, found
+	// when the peer is added; the session runs between link-local
+	// addresses, and the paths of both families carry the node's
+	// link-local address as next hop (IPv4 ones by RFC 8950), so
+	// NextHopIPv4 and NextHopIPv6 are ignored.
+	Interface string
+	// Passive waits for the router to connect instead of dialling it; it
+	// needs Config.ListenPort.
+	Passive bool
+	// VRF, if set, binds the session's socket to the VRF device of that
+	// name (SO_BINDTODEVICE), so the session runs in that VRF.
+	VRF string
 	// Port is the router's TCP port; zero means 179.
 	Port uint16
 	// SourceAddress is the local address to dial from; invalid (zero)
@@ -141,15 +159,35 @@ type BFD struct {
 	Port uint16
 }
 
+// DynamicASN is the kind of router ASN a peer without PeerASN accepts.
+type DynamicASN string
+
+// The values of Peer.DynamicASN.
+const (
+	DynamicInternal DynamicASN = "internal"
+	DynamicExternal DynamicASN = "external"
+)
+
 func (p *Peer) validate() error {
 	if p.Name == "" {
 		return errors.New("name: must not be empty")
 	}
-	if !p.Address.IsValid() {
-		return errors.New("address: must be set")
+	if p.Address.IsValid() == (p.Interface != "") {
+		return errors.New("address, interface: set exactly one")
 	}
-	if p.PeerASN == 0 {
+	switch {
+	case p.PeerASN != 0 && p.DynamicASN != "":
+		return errors.New("peerASN, dynamicASN: set exactly one")
+	case p.PeerASN == 0 && p.DynamicASN == "":
 		return errors.New("peerASN: must not be zero")
+	case p.DynamicASN != "" && p.DynamicASN != DynamicInternal && p.DynamicASN != DynamicExternal:
+		return fmt.Errorf("dynamicASN %q: must be internal or external", p.DynamicASN)
+	}
+	if p.Interface != "" && (p.SourceAddress.IsValid() || p.EBGPMultiHopTTL > 0 || p.BFD != nil) {
+		return errors.New("interface: sourceAddress, ebgpMultiHop and BFD are not supported on an unnumbered session")
+	}
+	if p.VRF != "" && p.BFD != nil {
+		return errors.New("vrf: BFD is not supported in a VRF")
 	}
 	if p.SourceAddress.IsValid() && p.SourceAddress.Is4() != p.Address.Unmap().Is4() {
 		return fmt.Errorf("sourceAddress %v: not of the family of address %v", p.SourceAddress, p.Address)

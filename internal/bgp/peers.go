@@ -56,6 +56,19 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []Peer) error {
 			errs[p.Name] = err
 			continue
 		}
+		if p.Passive && s.cfg.ListenPort == 0 {
+			errs[p.Name] = errors.New("passive: this speaker accepts no BGP connection (it was started without a listen port, --bgp-listen-port)")
+			continue
+		}
+		if p.Interface != "" {
+			addr, err := s.linkLocalNeighbor(p.Interface)
+			if err != nil {
+				errs[p.Name] = fmt.Errorf("interface %s: %w", p.Interface, err)
+				continue
+			}
+			p.Address = addr
+			p.NextHopIPv4, p.NextHopIPv6 = netip.Addr{}, netip.Addr{}
+		}
 		if _, dup := want[p.Name]; dup {
 			errs[p.Name] = errors.New("duplicate name")
 			continue
@@ -121,8 +134,11 @@ func changedFields(a, b *Peer) []string {
 		}
 	}
 	add("myASN", a.MyASN != b.MyASN)
-	add("peerASN", a.PeerASN != b.PeerASN)
+	add("peerASN", a.PeerASN != b.PeerASN || a.DynamicASN != b.DynamicASN)
 	add("address", a.Address != b.Address)
+	add("interface", a.Interface != b.Interface)
+	add("passive", a.Passive != b.Passive)
+	add("vrf", a.VRF != b.VRF)
 	add("port", a.Port != b.Port)
 	add("sourceAddress", a.SourceAddress != b.SourceAddress)
 	add("holdTime", a.HoldTime != b.HoldTime)
@@ -165,6 +181,9 @@ func (s *Speaker) addPeer(ctx context.Context, p *Peer) error {
 			return err
 		}
 	}
+	if p.Interface != "" {
+		s.ra.add(p.Interface)
+	}
 	e := &peerEntry{cfg: *p, id: id}
 	s.peers[p.Name] = e
 	s.byAddr[p.Address] = e
@@ -172,10 +191,15 @@ func (s *Speaker) addPeer(ctx context.Context, p *Peer) error {
 	s.names[p.Address] = p.Name
 	s.sessions[p.Address] = StateIdle
 	delete(s.lastDown, p.Address)
-	s.watch[p.Address] = &stallWatch{since: time.Now(), after: stallAfter(p), password: p.Password != ""}
+	s.watch[p.Address] = &stallWatch{since: time.Now(), after: stallAfter(p), password: p.Password != "", passive: p.Passive}
+	if p.DynamicASN == DynamicExternal {
+		s.dynExternal[p.Address] = s.localASN(p)
+	}
 	s.sessMu.Unlock()
 	s.log.Info("BGP peer added", slog.String("peer", p.Name), slog.String("address", p.Address.String()),
-		slog.Uint64("peerASN", uint64(p.PeerASN)), slog.Uint64("myASN", uint64(s.localASN(p))), slog.Bool("bfd", p.BFD != nil))
+		slog.Uint64("peerASN", uint64(p.PeerASN)), slog.String("dynamicASN", string(p.DynamicASN)),
+		slog.Uint64("myASN", uint64(s.localASN(p))), slog.Bool("bfd", p.BFD != nil),
+		slog.String("interface", p.Interface), slog.Bool("passive", p.Passive), slog.String("vrf", p.VRF))
 	return nil
 }
 
@@ -215,6 +239,9 @@ func (s *Speaker) deletePeer(ctx context.Context, e *peerEntry, cause string, re
 		}
 		return err
 	}
+	if p.Interface != "" {
+		s.ra.remove(p.Interface)
+	}
 	delete(s.peers, p.Name)
 	delete(s.byAddr, p.Address)
 	// The session's down event comes from GoBGP, with the cause set above;
@@ -235,6 +262,7 @@ func (s *Speaker) deletePeer(ctx context.Context, e *peerEntry, cause string, re
 	delete(s.causes, p.Address)
 	delete(s.lastDown, p.Address)
 	delete(s.watch, p.Address)
+	delete(s.dynExternal, p.Address)
 	s.sessMu.Unlock()
 	if !reported {
 		s.queue(rawEvent{addr: p.Address, name: p.Name, old: StateEstablished, state: StateIdle, reason: cause})
@@ -294,16 +322,25 @@ func (s *Speaker) apiPeer(p *Peer) *api.Peer {
 	if maxPrefixes == 0 {
 		maxPrefixes = DefaultMaxReceivedPrefixes
 	}
+	peerASN := p.PeerASN
+	if p.DynamicASN == DynamicInternal {
+		// iBGP is exactly "the router's ASN is ours": GoBGP checks it.
+		peerASN = s.localASN(p)
+	}
+	// DynamicExternal leaves it zero: GoBGP then skips the ASN check and
+	// takes the router's from its OPEN (see onEstablished).
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
-			PeerAsn:         p.PeerASN,
+			PeerAsn:         peerASN,
 			LocalAsn:        p.MyASN, // zero: GoBGP uses the global ASN
 			AuthPassword:    p.Password,
 			Description:     p.Name,
 		},
 		Transport: &api.Transport{
-			RemotePort: uint32(p.Port),
+			RemotePort:    uint32(p.Port),
+			PassiveMode:   p.Passive,
+			BindInterface: p.VRF,
 		},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime:               seconds(p.HoldTime),

@@ -52,8 +52,17 @@ type Speaker struct {
 	causes   map[netip.Addr]string // why the next down transition happens, when Herald caused it
 	lastDown map[netip.Addr]string // why the session last went down
 	watch    map[netip.Addr]*stallWatch
+	// dynExternal holds the local ASN of each dynamicASN: external peer,
+	// whose router must not open with it.
+	dynExternal map[netip.Addr]uint32
 
 	stopping atomic.Bool // set once the server is being stopped
+
+	// linkLocalNeighbor finds the router of an unnumbered peer; tests
+	// replace it.
+	linkLocalNeighbor func(ifname string) (netip.Addr, error)
+	// ra advertises the node on the interfaces of unnumbered peers.
+	ra *raSender
 }
 
 // rawEvent is one session state change, from GoBGP or made up by the
@@ -68,6 +77,7 @@ type rawEvent struct {
 	// it no longer has any bookkeeping.
 	name string
 	old  SessionState
+	asn  uint32 // the router's ASN, on GoBGP's events
 }
 
 // stallWatch follows a session that is not established, to explain one
@@ -76,6 +86,7 @@ type stallWatch struct {
 	since    time.Time     // when the session was added or last left Established
 	after    time.Duration // how long before it counts as stuck
 	password bool
+	passive  bool // the router is the one to connect
 	reported bool
 }
 
@@ -115,6 +126,10 @@ func New(logger *slog.Logger, cfg Config) (*Speaker, error) {
 		causes:   map[netip.Addr]string{},
 		lastDown: map[netip.Addr]string{},
 		watch:    map[netip.Addr]*stallWatch{},
+
+		dynExternal:       map[netip.Addr]uint32{},
+		linkLocalNeighbor: linkLocalNeighbor,
+		ra:                newRASender(logger.With(slog.String("component", "ra"))),
 	}, nil
 }
 
@@ -173,6 +188,7 @@ func (s *Speaker) Start(ctx context.Context) error {
 				addr:   ev.Peer.State.NeighborAddress,
 				state:  sessionStateFrom(ev.Peer.State.SessionState),
 				reason: disconnectReason(ev.Peer.State.DisconnectReason, ev.Peer.State.DisconnectMessage),
+				asn:    ev.Peer.State.PeerASN,
 			})
 		},
 	}, server.WatchPeer())
@@ -285,6 +301,9 @@ func (s *Speaker) handle(ev rawEvent) {
 	}
 	s.sessMu.Unlock()
 	e := SessionEvent{Peer: name, Address: addr, State: st, OldState: old, Reason: reason, Time: time.Now()}
+	if st == StateEstablished {
+		s.checkDynamicExternal(addr, ev.asn)
+	}
 	switch {
 	case st == StateEstablished:
 		s.log.Info("BGP session up", slog.String("peer", name), slog.String("address", addr.String()))
@@ -313,7 +332,7 @@ func (s *Speaker) checkStalls() {
 			continue
 		}
 		w.reported = true
-		out = append(out, rawEvent{addr: addr, stall: stallReason(now.Sub(w.since), w.password)})
+		out = append(out, rawEvent{addr: addr, stall: s.stallReason(now.Sub(w.since), w)})
 	}
 	s.sessMu.Unlock()
 	for _, ev := range out {
@@ -321,9 +340,16 @@ func (s *Speaker) checkStalls() {
 	}
 }
 
-func stallReason(d time.Duration, password bool) string {
+func (s *Speaker) stallReason(d time.Duration, w *stallWatch) string {
+	if w.passive {
+		msg := fmt.Sprintf("not established after %v: the session is passive and the router has not connected: check that it dials this node on TCP port %d", d.Round(time.Second), s.cfg.ListenPort)
+		if w.password {
+			msg += " with the same TCP-MD5 password"
+		}
+		return msg
+	}
 	msg := fmt.Sprintf("not established after %v: the connection attempts get no answer", d.Round(time.Second))
-	if password {
+	if w.password {
 		msg += "; a TCP-MD5 password is configured, and a router with another password (or none) drops the connection attempts silently: check that both ends use the same password"
 	} else {
 		msg += "; check that the router is reachable and configured with this node as a neighbor"
@@ -347,7 +373,7 @@ func (s *Speaker) stallExplanation(addr netip.Addr) string {
 	if w == nil || !w.reported || s.sessions[addr] == StateEstablished {
 		return ""
 	}
-	return stallReason(time.Since(w.since), w.password)
+	return s.stallReason(time.Since(w.since), w)
 }
 
 // onBFD handles a BFD state change: a failure resets the BGP session, with
@@ -505,6 +531,7 @@ func (s *Speaker) stopLocked(cause string) {
 	if s.bfd != nil {
 		s.bfd.stopAll()
 	}
+	s.ra.stopAll()
 	if s.watchCx != nil {
 		s.watchCx()
 	}

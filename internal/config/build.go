@@ -581,12 +581,15 @@ func (b *builder) buildPeers(cfg *Config) {
 	// Duplicate sessions: the same router address and port from the same
 	// nodes. Grouping by address keeps this O(n log n).
 	type sessionKey struct {
-		addr netip.Addr
-		port uint16
+		addr  netip.Addr
+		port  uint16
+		iface string
 	}
 	groups := map[sessionKey][]*built{}
 	for _, p := range peers {
-		k := sessionKey{p.peer.Address, p.peer.Port}
+		// One BGP server has one session per router address (or per
+		// interface, unnumbered), whatever the VRF.
+		k := sessionKey{p.peer.Address, p.peer.Port, p.peer.Interface}
 		groups[k] = append(groups[k], p)
 	}
 	dropped := map[*built]bool{}
@@ -608,9 +611,13 @@ func (b *builder) buildPeers(cfg *Config) {
 				if dropped[w] || p.selKey != "" && w.selKey != "" && p.selKey != w.selKey {
 					continue
 				}
+				field := "spec.peerAddress"
+				if p.peer.Interface != "" {
+					field = "spec.interface"
+				}
 				b.problems = append(b.problems, Problem{
-					Kind: KindBGPPeer, Name: p.obj.Name, Field: "spec.peerAddress", Reason: ReasonDuplicatePeer, Other: w.obj.Name,
-					Message: fmt.Sprintf("BGPPeer %q already opens a session to %s port %d from the same nodes; this peer is not in effect", w.obj.Name, p.peer.Address, p.peer.Port),
+					Kind: KindBGPPeer, Name: p.obj.Name, Field: field, Reason: ReasonDuplicatePeer, Other: w.obj.Name,
+					Message: fmt.Sprintf("BGPPeer %q already opens a session to %s from the same nodes; this peer is not in effect", w.obj.Name, sessionTarget(p.peer)),
 				})
 				dropped[p] = true
 				break
@@ -656,12 +663,38 @@ func (b *builder) buildPeer(o *objErrs, obj *v1beta1.BGPPeer, cfg *Config) *Peer
 		return uint32(v)
 	}
 	p.MyASN = asn("spec.myASN", s.MyASN)
-	p.PeerASN = asn("spec.peerASN", s.PeerASN)
-	addr, err := netip.ParseAddr(s.PeerAddress)
-	if err != nil || addr.Zone() != "" {
-		o.add("spec.peerAddress", ReasonInvalidField, "%q is not an IP address", s.PeerAddress)
+	switch {
+	case s.PeerASN != 0 && s.DynamicASN != "":
+		o.add("spec.dynamicASN", ReasonInvalidField, "set exactly one of peerASN and dynamicASN")
+	case s.DynamicASN == "":
+		p.PeerASN = asn("spec.peerASN", s.PeerASN)
+	case s.DynamicASN == DynamicInternal || s.DynamicASN == DynamicExternal:
+		p.DynamicASN = s.DynamicASN
+	default:
+		o.add("spec.dynamicASN", ReasonInvalidField, "must be %q or %q, got %q", DynamicInternal, DynamicExternal, s.DynamicASN)
 	}
-	p.Address = addr.Unmap()
+	switch {
+	case s.PeerAddress != "" && s.Interface != "":
+		o.add("spec.interface", ReasonInvalidField, "set exactly one of peerAddress and interface")
+	case s.Interface != "":
+		if err := checkDeviceName(s.Interface); err != nil {
+			o.add("spec.interface", ReasonInvalidField, "%v", err)
+		}
+		p.Interface = s.Interface
+	default:
+		addr, err := netip.ParseAddr(s.PeerAddress)
+		if err != nil || addr.Zone() != "" {
+			o.add("spec.peerAddress", ReasonInvalidField, "%q is not an IP address", s.PeerAddress)
+		}
+		p.Address = addr.Unmap()
+	}
+	p.Passive = s.Passive
+	if s.VRF != "" {
+		if err := checkDeviceName(s.VRF); err != nil {
+			o.add("spec.vrf", ReasonInvalidField, "%v", err)
+		}
+		p.VRF = s.VRF
+	}
 	if s.PeerPort != nil {
 		if *s.PeerPort < 1 || *s.PeerPort > 65535 {
 			o.add("spec.peerPort", ReasonInvalidField, "must be within 1..65535, got %d", *s.PeerPort)
@@ -672,6 +705,8 @@ func (b *builder) buildPeer(o *objErrs, obj *v1beta1.BGPPeer, cfg *Config) *Peer
 	if s.SourceAddress != "" {
 		src, err := netip.ParseAddr(s.SourceAddress)
 		switch {
+		case p.Interface != "":
+			o.add("spec.sourceAddress", ReasonInvalidField, "cannot be set with interface: the session runs over the interface's link-local address")
 		case err != nil:
 			o.add("spec.sourceAddress", ReasonInvalidField, "%q is not an IP address", s.SourceAddress)
 		case p.Address.IsValid() && src.Unmap().BitLen() != p.Address.BitLen():
@@ -709,8 +744,13 @@ func (b *builder) buildPeer(o *objErrs, obj *v1beta1.BGPPeer, cfg *Config) *Peer
 		}
 		p.RouterID = id.Unmap()
 	}
-	if s.EBGPMultiHop && p.MyASN != 0 && p.MyASN == p.PeerASN {
+	switch {
+	case s.EBGPMultiHop && p.DynamicASN == DynamicInternal:
+		o.add("spec.ebgpMultiHop", ReasonInvalidField, "applies to eBGP sessions only, but dynamicASN is internal")
+	case s.EBGPMultiHop && p.DynamicASN == "" && p.MyASN != 0 && p.MyASN == p.PeerASN:
 		o.add("spec.ebgpMultiHop", ReasonInvalidField, "applies to eBGP sessions only, but myASN equals peerASN (%d)", p.MyASN)
+	case s.EBGPMultiHop && p.Interface != "":
+		o.add("spec.ebgpMultiHop", ReasonInvalidField, "cannot be set with interface: an unnumbered session is one hop over the interface's link-local addresses")
 	}
 	p.NodeSelectors = compileSelectors(o, "spec.nodeSelectors", s.NodeSelectors)
 	switch {
@@ -730,13 +770,31 @@ func (b *builder) buildPeer(o *objErrs, obj *v1beta1.BGPPeer, cfg *Config) *Peer
 			p.Password = string(pw)
 		}
 	}
-	if s.BFDProfile != "" {
+	if s.BFDProfile != "" && (p.Interface != "" || p.VRF != "") {
+		o.add("spec.bfdProfile", ReasonInvalidField, "is not supported with interface or vrf yet: Herald's BFD does not bind to an interface or a VRF")
+	} else if s.BFDProfile != "" {
 		p.BFD = findByName(cfg.BFDProfiles, s.BFDProfile, func(x *BFDProfile) string { return x.Name })
 		if p.BFD == nil {
 			o.add("spec.bfdProfile", ReasonUnknownReference, "BFDProfile %q does not exist", s.BFDProfile)
 		}
 	}
 	return p
+}
+
+// sessionTarget names where a peer's session goes, for messages.
+func sessionTarget(p *Peer) string {
+	if p.Interface != "" {
+		return "interface " + p.Interface
+	}
+	return fmt.Sprintf("%s port %d", p.Address, p.Port)
+}
+
+// checkDeviceName checks a Linux network device name (IFNAMSIZ).
+func checkDeviceName(name string) error {
+	if len(name) > 15 || name == "." || name == ".." || strings.ContainsAny(name, "/:% \t\n") {
+		return fmt.Errorf("%q is not a network device name (at most 15 characters, no '/', ':', '%%' or spaces)", name)
+	}
+	return nil
 }
 
 func (b *builder) prevPeer(name string) *Peer {

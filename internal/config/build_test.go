@@ -597,3 +597,78 @@ func TestOverlapRules(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerDesigns checks the data-centre designs: dynamic ASN, unnumbered
+// (interface), passive and VRF sessions, and the combinations refused.
+func TestPeerDesigns(t *testing.T) {
+	mk := func(name string, f func(s *v1beta1.BGPPeerSpec)) v1beta1.BGPPeer {
+		p := peer(name, "198.18.0.1", 64512, 64513)
+		f(&p.Spec)
+		return p
+	}
+	tests := []struct {
+		desc     string
+		peer     v1beta1.BGPPeer
+		check    func(*Peer) bool
+		problems []want
+	}{
+		{desc: "dynamic external", peer: mk("dyn", func(s *v1beta1.BGPPeerSpec) { s.PeerASN, s.DynamicASN = 0, "external" }),
+			check: func(p *Peer) bool { return p.DynamicASN == DynamicExternal && p.PeerASN == 0 && !p.IBGP() }},
+		{desc: "dynamic internal", peer: mk("dyn", func(s *v1beta1.BGPPeerSpec) { s.PeerASN, s.DynamicASN = 0, "internal" }),
+			check: func(p *Peer) bool { return p.DynamicASN == DynamicInternal && p.IBGP() }},
+		{desc: "peerASN and dynamicASN", peer: mk("both", func(s *v1beta1.BGPPeerSpec) { s.DynamicASN = "external" }),
+			problems: []want{{KindBGPPeer, "both", "spec.dynamicASN", ReasonInvalidField, "exactly one of peerASN and dynamicASN", false}}},
+		{desc: "neither peerASN nor dynamicASN", peer: mk("none", func(s *v1beta1.BGPPeerSpec) { s.PeerASN = 0 }),
+			problems: []want{{KindBGPPeer, "none", "spec.peerASN", ReasonInvalidField, "got 0", false}}},
+		{desc: "unknown dynamicASN", peer: mk("bad", func(s *v1beta1.BGPPeerSpec) { s.PeerASN, s.DynamicASN = 0, "any" }),
+			problems: []want{{KindBGPPeer, "bad", "spec.dynamicASN", ReasonInvalidField, `got "any"`, false}}},
+		{desc: "multihop with dynamic internal", peer: mk("mh", func(s *v1beta1.BGPPeerSpec) { s.PeerASN, s.DynamicASN, s.EBGPMultiHop = 0, "internal", true }),
+			problems: []want{{KindBGPPeer, "mh", "spec.ebgpMultiHop", ReasonInvalidField, "dynamicASN is internal", false}}},
+		{desc: "unnumbered", peer: mk("un", func(s *v1beta1.BGPPeerSpec) { s.PeerAddress, s.Interface = "", "eth1" }),
+			check: func(p *Peer) bool { return p.Interface == "eth1" && !p.Address.IsValid() }},
+		{desc: "peerAddress and interface", peer: mk("both", func(s *v1beta1.BGPPeerSpec) { s.Interface = "eth1" }),
+			problems: []want{{KindBGPPeer, "both", "spec.interface", ReasonInvalidField, "exactly one of peerAddress and interface", false}}},
+		{desc: "bad interface name", peer: mk("bad", func(s *v1beta1.BGPPeerSpec) { s.PeerAddress, s.Interface = "", "eth1/x" }),
+			problems: []want{{KindBGPPeer, "bad", "spec.interface", ReasonInvalidField, "not a network device name", false}}},
+		{desc: "sourceAddress with interface", peer: mk("src", func(s *v1beta1.BGPPeerSpec) { s.PeerAddress, s.Interface, s.SourceAddress = "", "eth1", "198.18.0.11" }),
+			problems: []want{{KindBGPPeer, "src", "spec.sourceAddress", ReasonInvalidField, "cannot be set with interface", false}}},
+		{desc: "multihop with interface", peer: mk("mh", func(s *v1beta1.BGPPeerSpec) { s.PeerAddress, s.Interface, s.EBGPMultiHop = "", "eth1", true }),
+			problems: []want{{KindBGPPeer, "mh", "spec.ebgpMultiHop", ReasonInvalidField, "cannot be set with interface", false}}},
+		{desc: "BFD with interface", peer: mk("bfd", func(s *v1beta1.BGPPeerSpec) { s.PeerAddress, s.Interface, s.BFDProfile = "", "eth1", "fast" }),
+			problems: []want{{KindBGPPeer, "bfd", "spec.bfdProfile", ReasonInvalidField, "not supported with interface or vrf", false}}},
+		{desc: "BFD with VRF", peer: mk("bfd", func(s *v1beta1.BGPPeerSpec) { s.VRF, s.BFDProfile = "red", "fast" }),
+			problems: []want{{KindBGPPeer, "bfd", "spec.bfdProfile", ReasonInvalidField, "not supported with interface or vrf", false}}},
+		{desc: "passive in a VRF", peer: mk("pv", func(s *v1beta1.BGPPeerSpec) { s.Passive, s.VRF = true, "red" }),
+			check: func(p *Peer) bool { return p.Passive && p.VRF == "red" }},
+		{desc: "bad VRF name", peer: mk("bad", func(s *v1beta1.BGPPeerSpec) { s.VRF = "a very long vrf name" }),
+			problems: []want{{KindBGPPeer, "bad", "spec.vrf", ReasonInvalidField, "not a network device name", false}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			cfg, problems := Build(Input{Peers: []v1beta1.BGPPeer{tc.peer},
+				BFDProfiles: []v1beta1.BFDProfile{{ObjectMeta: meta("fast", 0)}}}, nil)
+			checkProblems(t, problems, tc.problems)
+			if tc.check == nil {
+				if len(cfg.Peers) != 0 {
+					t.Errorf("peer in effect: %+v", cfg.Peers[0])
+				}
+				return
+			}
+			if len(cfg.Peers) != 1 || !tc.check(cfg.Peers[0]) {
+				t.Errorf("peers = %+v", cfg.Peers)
+			}
+		})
+	}
+
+	// Two unnumbered peers on one interface from the same nodes are one
+	// session: the newer is out.
+	a := mk("a", func(s *v1beta1.BGPPeerSpec) { s.PeerAddress, s.Interface = "", "eth1" })
+	b := mk("b", func(s *v1beta1.BGPPeerSpec) { s.PeerAddress, s.Interface = "", "eth1" })
+	b.CreationTimestamp = metav1.NewTime(t0.Add(time.Hour))
+	c := mk("c", func(s *v1beta1.BGPPeerSpec) { s.PeerAddress, s.Interface = "", "eth2" })
+	cfg, problems := Build(Input{Peers: []v1beta1.BGPPeer{a, b, c}}, nil)
+	checkProblems(t, problems, []want{{KindBGPPeer, "b", "spec.interface", ReasonDuplicatePeer, `BGPPeer "a" already opens a session to interface eth1`, false}})
+	if got := names(cfg.Peers, func(p *Peer) string { return p.Name }); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("peers = %v", got)
+	}
+}

@@ -172,10 +172,33 @@ type Peer struct {
 	GracefulRestartTime time.Duration
 	// DisableMP limits the session to its own address family.
 	DisableMP bool
+	// DynamicASN is DynamicInternal or DynamicExternal when the router's
+	// ASN is taken from its OPEN message (PeerASN is then zero); empty
+	// with a fixed PeerASN.
+	DynamicASN string
+	// Interface is the node interface of an unnumbered session (Address
+	// is then invalid): the session runs over IPv6 link-local addresses.
+	Interface string
+	// Passive waits for the router to open the session.
+	Passive bool
+	// VRF is the node VRF device the session's socket is bound to; empty
+	// means the default VRF.
+	VRF string
 }
 
+// The values of Peer.DynamicASN.
+const (
+	DynamicInternal = "internal"
+	DynamicExternal = "external"
+)
+
 // IBGP reports whether the session is internal (same ASN on both ends).
-func (p *Peer) IBGP() bool { return p.MyASN == p.PeerASN }
+func (p *Peer) IBGP() bool {
+	if p.DynamicASN != "" {
+		return p.DynamicASN == DynamicInternal
+	}
+	return p.MyASN == p.PeerASN
+}
 
 // BFDProfile is one BFDProfile with defaults applied.
 type BFDProfile struct {

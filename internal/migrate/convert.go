@@ -371,10 +371,10 @@ func (c *converter) reportPriorityTies() {
 func (c *converter) convertPeer(it item[mlbPeer]) {
 	s, m := it.src, it.obj.Spec
 	var refuse []string
-	if m.DynamicASN != "" {
-		c.rep.add(NoEquivalent, s.id, s.field("dynamicASN"), "Herald needs the peer's ASN (peerASN); not converted")
+	if m.DynamicASN != "" && m.DynamicASN != "internal" && m.DynamicASN != "external" {
+		c.rep.add(NoEquivalent, s.id, s.field("dynamicASN"), "%q is neither internal nor external; not converted", m.DynamicASN)
 		refuse = append(refuse, "dynamicASN")
-	} else if m.PeerASN == 0 {
+	} else if m.DynamicASN == "" && m.PeerASN == 0 {
 		c.rep.add(NoEquivalent, s.id, s.field("peerASN"), "missing; not converted")
 		refuse = append(refuse, "peerASN")
 	}
@@ -382,24 +382,28 @@ func (c *converter) convertPeer(it item[mlbPeer]) {
 		c.rep.add(NoEquivalent, s.id, s.field("myASN"), "missing; not converted")
 		refuse = append(refuse, "myASN")
 	}
-	if m.Interface != "" {
-		c.rep.add(NoEquivalent, s.id, s.field("interface"), "Herald has no unnumbered BGP (a session over an interface without a peer address); not converted")
-		refuse = append(refuse, "interface")
-	} else if m.PeerAddress == "" {
+	if m.Interface == "" && m.PeerAddress == "" {
 		c.rep.add(NoEquivalent, s.id, s.field("peerAddress"), "missing; not converted")
 		refuse = append(refuse, "peerAddress")
 	}
-	if m.VRF != "" {
-		c.rep.add(NoEquivalent, s.id, s.field("vrf"), "Herald has no VRF peering: the session would leave from the default VRF; not converted")
-		refuse = append(refuse, "vrf")
+	if (m.Interface != "" || m.VRF != "") && m.BFDProfile != "" {
+		c.rep.add(NoEquivalent, s.id, s.field("bfdProfile"), "Herald has no BFD on an unnumbered (interface) or VRF session yet; not converted")
+		refuse = append(refuse, "bfdProfile")
 	}
 	if len(refuse) > 0 || !c.claim(config.KindBGPPeer, it.obj.Name, s) {
 		return
 	}
 	out := v1beta1.BGPPeer{TypeMeta: typeMeta(config.KindBGPPeer), ObjectMeta: c.meta(s, it.obj.ObjectMeta)}
 	o := &out.Spec
-	o.MyASN, o.PeerASN = m.MyASN, m.PeerASN
-	o.PeerAddress = m.PeerAddress
+	o.MyASN, o.PeerASN, o.DynamicASN = m.MyASN, m.PeerASN, m.DynamicASN
+	if m.DynamicASN != "" {
+		o.PeerASN = 0 // Herald takes exactly one of the two
+	}
+	o.PeerAddress, o.Interface, o.VRF = m.PeerAddress, m.Interface, m.VRF
+	if m.Interface != "" {
+		o.PeerAddress = ""
+		c.rep.add(Differs, s.id, s.field("interface"), "Herald finds the router as the interface's one IPv6 link-local neighbour, from its router advertisements: on a node that forwards, set net.ipv6.conf.%s.accept_ra=2", m.Interface)
+	}
 	o.SourceAddress = m.SourceAddress
 	if m.PeerPort != nil && *m.PeerPort != 0 {
 		o.PeerPort = m.PeerPort

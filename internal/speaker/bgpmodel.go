@@ -110,6 +110,11 @@ func PlanPeers(cfg *config.Config, node BGPNode) PeerPlan {
 			Password:            p.Password,
 			GracefulRestart:     p.GracefulRestart,
 			GracefulRestartTime: p.GracefulRestartTime,
+			DisableMP:           p.DisableMP,
+			DynamicASN:          bgp.DynamicASN(p.DynamicASN),
+			Interface:           p.Interface,
+			Passive:             p.Passive,
+			VRF:                 p.VRF,
 			NextHopIPv4:         node.IPv4,
 			NextHopIPv6:         node.IPv6,
 		}
