@@ -506,3 +506,14 @@ func (st *State) Announced() []netip.Addr {
 	slices.SortFunc(ips, netip.Addr.Compare)
 	return ips
 }
+
+// Announcing returns the IPs and interfaces (nil: every usable interface)
+// this node answers for in a group key; ok is false when it answers for
+// none of them.
+func (st *State) Announcing(key string) (ips []netip.Addr, ifaces []string, ok bool) {
+	a, ok := st.announced[key]
+	if !ok || len(a.ips) == 0 {
+		return nil, nil, false
+	}
+	return a.ips, a.ifaces, true
+}
