@@ -17,7 +17,8 @@ import (
 )
 
 // TestL2Operator covers what issue 16 asks the operator to see, on one
-// two-node bed: a CNI-like bridge never answers ARP under the default
+// two-node bed: the ServiceAnnouncement objects follow a failover and a
+// Service deletion; a CNI-like bridge never answers ARP under the default
 // interface exclusions; a cluster whose every node carries
 // node.kubernetes.io/exclude-from-external-load-balancers says so in one
 // NotAnnounced event and in herald_layer2_unannounced_ips, and announces
@@ -59,6 +60,7 @@ func TestL2Operator(t *testing.T) {
 		t.Errorf("why web on a healthy Service: exit %d\n%s", code, out)
 	}
 	ip := ips[0]
+	t.Run("AnnouncementsFollow", func(t *testing.T) { announcementsFollow(t, ctx, b, ip) })
 	t.Run("CNIBridgeNeverAnswers", func(t *testing.T) {
 		// node1 owns the IP while node2 is excluded.
 		label(t, ctx, b, "node2", true)
