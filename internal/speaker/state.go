@@ -198,6 +198,10 @@ func l2Prints(cfg *config.Config) map[string]string {
 			for _, s := range l2.ServiceSelectors {
 				b.WriteString(s.String() + ";")
 			}
+			b.WriteString(";")
+			for _, s := range l2.PreferredNodeSelectors {
+				b.WriteString(s.String() + ";")
+			}
 		}
 		prints[p.Name] = b.String()
 	}
