@@ -70,19 +70,19 @@ type whyReport struct {
 
 // whyInput is what the diagnosis reads, gathered from the cluster.
 type whyInput struct {
-	svc       *corev1.Service
-	lbClass   string
-	events    []corev1.Event // the Service's events
-	pools     []v1beta1.IPAddressPool
-	l2        []v1beta1.L2Advertisement
-	bgpAds    []v1beta1.BGPAdvertisement
-	nodes     []corev1.Node
-	slices    []discoveryv1.EndpointSlice
-	sessions  []v1beta1.BGPSessionState
+	svc      *corev1.Service
+	lbClass  string
+	events   []corev1.Event // the Service's events
+	pools    []v1beta1.IPAddressPool
+	l2       []v1beta1.L2Advertisement
+	bgpAds   []v1beta1.BGPAdvertisement
+	nodes    []corev1.Node
+	slices   []discoveryv1.EndpointSlice
+	sessions []v1beta1.BGPSessionState
 	// announcements are the Service's ServiceAnnouncements (who announces
 	// it now, as the speakers keep them).
 	announcements []v1beta1.ServiceAnnouncement
-	kubeProxy *corev1.ConfigMap // kube-system/kube-proxy, nil when unreadable
+	kubeProxy     *corev1.ConfigMap // kube-system/kube-proxy, nil when unreadable
 }
 
 // latest returns the message of the newest event with one of reasons, and
