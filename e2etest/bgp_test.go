@@ -592,6 +592,45 @@ func TestBGP(t *testing.T) {
 			t.Errorf("the /32 of %s is advertised too", ips[0])
 		}
 		t.Logf("%s advertised as %s to the edge sessions only (%d paths)", ips[0], want, len(paths))
+
+		t.Run("EditPlansOnlyItsPool", func(t *testing.T) {
+			// An edit of agg's advertisement re-plans only the keys of pool
+			// agg (one Service here), elects nothing, and reaches the router.
+			work := func() map[string][3]float64 {
+				out := map[string][3]float64{}
+				for _, n := range b.Nodes {
+					m, err := speakerMetrics(ctx, n)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out[n.Name] = [3]float64{m["herald_config_rebuilds_total"], m["herald_elections_total"], m["herald_bgp_plans_total"]}
+				}
+				return out
+			}
+			before := work()
+			patchHerald(t, b.Bed, "BGPAdvertisement", "agg", `{"spec":{"communities":["65000:300"]}}`)
+			eventually(t, 10*time.Second, "community 65000:300 on "+want.String(), func() (bool, string) {
+				paths, _ := b.rib(ctx, want)
+				for _, p := range paths {
+					if p.Community == nil || p.Community.String != "65000:300" {
+						return false, fmt.Sprintf("%+v", paths)
+					}
+				}
+				return len(paths) > 0, "no path"
+			})
+			time.Sleep(time.Second) // let the other speakers finish the same batch
+			after := work()
+			for _, n := range b.Nodes {
+				d := [3]float64{}
+				for i := range d {
+					d[i] = after[n.Name][i] - before[n.Name][i]
+				}
+				t.Logf("%s: %v configuration rebuilds, %v elections, %v BGP key plans for the edit of one pool's advertisement", n.Name, d[0], d[1], d[2])
+				if d[1] != 0 || d[2] < 1 || d[2] > 2 {
+					t.Errorf("%s: %v elections and %v BGP key plans; want 0 and the one key of pool agg", n.Name, d[1], d[2])
+				}
+			}
+		})
 	})
 
 	t.Run("ETPLocal", func(t *testing.T) {
@@ -792,7 +831,13 @@ func (b *bgpBed) linkDownNextHopGone(ctx context.Context, i int, p netip.Prefix,
 
 func patchPeer(t *testing.T, bed *testbed.Bed, name, patch string) {
 	t.Helper()
-	ri, err := bed.Resource(schema.GroupVersionKind{Group: "herald.io", Version: "v1beta1", Kind: "BGPPeer"}, "")
+	patchHerald(t, bed, "BGPPeer", name, patch)
+}
+
+// patchHerald merge-patches one cluster-scoped Herald object.
+func patchHerald(t *testing.T, bed *testbed.Bed, kind, name, patch string) {
+	t.Helper()
+	ri, err := bed.Resource(schema.GroupVersionKind{Group: "herald.io", Version: "v1beta1", Kind: kind}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

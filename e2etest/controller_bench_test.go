@@ -158,6 +158,12 @@ func unthrottled(tb testing.TB, base *rest.Config) kubernetes.Interface {
 // createBacklog creates n LoadBalancer Services in ns, with class if set.
 func createBacklog(tb testing.TB, bed *testbed.Bed, ns string, n int, class *string) {
 	tb.Helper()
+	createRange(tb, bed, ns, 0, n, class)
+}
+
+// createRange creates LoadBalancer Services svc-from..svc-(to-1) in ns.
+func createRange(tb testing.TB, bed *testbed.Bed, ns string, from, to int, class *string) {
+	tb.Helper()
 	ctx := context.Background()
 	client := fastClient(tb, bed)
 	if err := bed.EnsureNamespace(ctx, ns); err != nil {
@@ -178,7 +184,7 @@ func createBacklog(tb testing.TB, bed *testbed.Bed, ns string, n int, class *str
 			}
 		})
 	}
-	for i := range n {
+	for i := from; i < to; i++ {
 		next <- i
 	}
 	close(next)
@@ -302,6 +308,28 @@ func rssKiB(pid int) int {
 		}
 	}
 	return 0
+}
+
+// memSplit describes where a process's RSS goes, from
+// /proc/PID/smaps_rollup: anonymous memory (heap, GC headroom, stacks) and
+// file pages (the binary's text and read-only data, shared and clean), with
+// how much of those the kernel mapped as 2 MiB pages (a whole 2 MiB of the
+// binary counts as soon as one byte of it is touched).
+func memSplit(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return err.Error()
+	}
+	kib := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			kib[k] = n
+		}
+	}
+	mib := func(k string) string { return fmt.Sprintf("%.1f MiB", float64(kib[k])/1024) }
+	return fmt.Sprintf("RSS %s: anonymous %s, file %s (of which mapped as huge pages %s)",
+		mib("Rss"), mib("Anonymous"), fmt.Sprintf("%.1f MiB", float64(kib["Rss"]-kib["Anonymous"])/1024), mib("FilePmdMapped"))
 }
 
 // cpuTime returns the user+system CPU time a process has used.

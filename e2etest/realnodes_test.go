@@ -20,9 +20,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,22 +33,27 @@ import (
 // The install tests on real nodes run what a user installs: the images that
 // `make images` builds, imported into each node's containerd under the names
 // the manifest uses, and config/manifests/herald.yaml applied with kubectl
-// (or the chart installed with helm). They run with HERALD_REAL_NODES=1
-// (`make -C e2etest test-real-nodes`, or `make test HERALD_REAL_NODES=1`),
-// which installs containerd, runc and the CNI plugins and builds the kubelet
-// first (`make -C e2etest kube-nodes`). They are opt-in until their rolling
-// upgrade figures hold on a quiet machine.
+// (or the chart installed with helm). `make test` runs them: it installs
+// containerd, runc and the CNI plugins and builds the kubelet first
+// (`make -C e2etest deps-nodes kube-nodes`). HERALD_REAL_NODES=0 skips them;
+// a plain `go test` without the kubelet built skips them too, and fails
+// instead when HERALD_REAL_NODES=1 asks for them.
 
 func requireRealNodes(t *testing.T) {
 	t.Helper()
+	asked := false
 	switch os.Getenv("HERALD_REAL_NODES") {
+	case "0", "false", "no":
+		t.Skip("HERALD_REAL_NODES=0: the real-nodes install tests are skipped")
 	case "1", "true", "yes":
-	default:
-		t.Skip("real-nodes install tests run with HERALD_REAL_NODES=1 (make -C e2etest test-real-nodes)")
+		asked = true
 	}
 	needRoot(t)
 	if _, err := testbed.KubeBinary("kubelet"); err != nil {
-		t.Fatalf("the real-nodes install tests need the kubelet: run `make -C e2etest deps-nodes kube-nodes` (or leave HERALD_REAL_NODES unset to skip them): %v", err)
+		if !asked {
+			t.Skipf("the real-nodes install tests need the kubelet (`make -C e2etest deps-nodes kube-nodes`; `make test` builds it): %v", err)
+		}
+		t.Fatalf("the real-nodes install tests need the kubelet: run `make -C e2etest deps-nodes kube-nodes` (or HERALD_REAL_NODES=0 to skip them): %v", err)
 	}
 }
 
@@ -291,8 +294,6 @@ type realBed struct {
 	root string
 	// sysctls are the host's values before the bed started.
 	sysctls map[string]string
-	// scrapeToken is metricsToken's, once made.
-	scrapeToken string
 }
 
 const realNodesCount = 2
@@ -549,32 +550,12 @@ var capBits = map[string]uint{
 }
 
 // metricsToken returns a token of a ServiceAccount bound to
-// herald-metrics-reader, made once.
+// herald-metrics-reader (made again after an uninstall took it).
 func (rb *realBed) metricsToken() string {
 	rb.t.Helper()
-	if rb.scrapeToken != "" {
-		return rb.scrapeToken
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	const sa = "metrics-scraper"
-	c := rb.bed.Client
-	if _, err := c.CoreV1().ServiceAccounts(testbed.HeraldNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		rb.t.Fatal(err)
-	}
-	if _, err := c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "herald-test-metrics-scraper"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "herald-metrics-reader"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: testbed.HeraldNamespace}},
-	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		rb.t.Fatal(err)
-	}
-	tr, err := c.CoreV1().ServiceAccounts(testbed.HeraldNamespace).CreateToken(ctx, sa, &authnv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		rb.t.Fatal(err)
-	}
-	rb.scrapeToken = tr.Status.Token
-	return rb.scrapeToken
+	return metricsScraperToken(ctx, rb.t, rb.bed.Client)
 }
 
 // checkMetrics reads the metrics endpoint the install's metrics Services

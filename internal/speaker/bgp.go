@@ -108,30 +108,34 @@ func (m *bgpMode) wake() {
 
 // bgpSync brings BGP mode up to date after the loop handled a batch:
 // the peers when the configuration or this node changed, and the
-// advertisements of the touched group keys (all of them when the
-// configuration or this node changed). It only plans: the worker applies,
-// so this never waits for BGP.
-func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged bool) {
+// advertisements of the touched group keys: keys (Services and election
+// changes) and bgpKeys (the keys of the pools whose BGP settings changed,
+// see [State.SetConfig]); every key when this node changed. It only plans:
+// the worker applies, so this never waits for BGP.
+func (s *Speaker) bgpSync(ctx context.Context, keys, bgpKeys map[string]bool, cfgChanged bool) {
 	m := s.bgp
 	if m == nil || s.st.Config() == nil {
 		return
 	}
-	all := cfgChanged
+	nodeChanged := false
 	if n, err := s.nodes.Get(s.self); err == nil {
 		bn := BGPNodeOf(n)
 		bn.Excluded = Candidate(n, nil, s.cfg.IgnoreExcludeLB).Excluded
 		if !m.nodeOK || !bn.equal(m.node) {
-			m.node, m.nodeOK, all = bn, true, true
+			m.node, m.nodeOK, nodeChanged = bn, true, true
 		}
 	}
 	if !m.nodeOK {
 		return // our Node object is not known yet: no router ID, no labels
 	}
 	planChanged := false
-	if all {
+	if cfgChanged || nodeChanged {
 		if plan := PlanPeers(s.st.Config(), m.node); !m.planOK || !reflect.DeepEqual(plan, m.plan) {
 			m.plan, m.planOK, planChanged = plan, true, true
 		}
+	}
+	if nodeChanged {
+		// Node labels and exclusion weigh on every advertisement.
 		for key := range m.keyAds {
 			if !s.st.HasKey(key) {
 				delete(m.keyAds, key)
@@ -144,6 +148,11 @@ func (s *Speaker) bgpSync(ctx context.Context, keys map[string]bool, cfgChanged 
 	} else {
 		for key := range keys {
 			s.bgpPlanKey(key)
+		}
+		for key := range bgpKeys {
+			if !keys[key] {
+				s.bgpPlanKey(key)
+			}
 		}
 	}
 	if m.adsDirty {
@@ -222,6 +231,7 @@ func (s *Speaker) bgpProblems(problems map[string]string) {
 // bgpPlanKey recomputes what this node advertises for one group key.
 func (s *Speaker) bgpPlanKey(key string) {
 	m := s.bgp
+	s.bgpPlans.Add(1)
 	var ads []bgp.Advertisement
 	if names := s.st.Members(key); len(names) > 0 {
 		members := make([]*ServiceInfo, 0, len(names))

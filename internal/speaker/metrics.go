@@ -22,7 +22,7 @@ type Collector struct {
 	rejected, rotations, keyInfo, keys, reannounce *prometheus.Desc
 	bgpUp, bgpState, bgpPrefixes, bgpUpdates       *prometheus.Desc
 	bgpNotif, bfdUp, bgpAdvertised                 *prometheus.Desc
-	rebuilds, elections, unannounced               *prometheus.Desc
+	rebuilds, elections, bgpPlans, unannounced     *prometheus.Desc
 	annWrites, annFailures                         *prometheus.Desc
 }
 
@@ -60,6 +60,7 @@ func NewCollector(s *Speaker) *Collector {
 		bgpAdvertised: d("bgp_advertised_prefixes", "Prefixes this node hands to its BGP server, all peers together."),
 		rebuilds:      d("config_rebuilds_total", "Configuration snapshots built: one per change of a configuration object's spec or of a peer's Secret."),
 		elections:     d("elections_total", "Election keys (groups of Services that share addresses) decided again."),
+		bgpPlans:      d("bgp_plans_total", "Election keys whose BGP advertisements were planned again."),
 		unannounced: d("layer2_unannounced_ips", "Allocated IPs that no node announces in layer 2 mode, by reason; "+
 			"counted by one speaker (the live one with the lowest node name), 0 on the others.", "reason"),
 		annWrites:   d("announcement_status_writes_total", "ServiceAnnouncement writes this speaker made, by operation (apply, delete).", "op"),
@@ -71,7 +72,7 @@ func NewCollector(s *Speaker) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.announced, c.members, c.ipvs, c.arpReq, c.arpRep, c.garp, c.ndpSol,
 		c.ndpAdv, c.unsolNA, c.malformed, c.sendErr, c.mismatches, c.rejected, c.rotations, c.keyInfo, c.keys, c.reannounce,
-		c.bgpUp, c.bgpState, c.bgpPrefixes, c.bgpUpdates, c.bgpNotif, c.bfdUp, c.bgpAdvertised, c.rebuilds, c.elections, c.unannounced,
+		c.bgpUp, c.bgpState, c.bgpPrefixes, c.bgpUpdates, c.bgpNotif, c.bfdUp, c.bgpAdvertised, c.rebuilds, c.elections, c.bgpPlans, c.unannounced,
 		c.annWrites, c.annFailures} {
 		ch <- d
 	}
@@ -86,6 +87,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	rebuilds, elections := c.s.Work()
 	ch <- prometheus.MustNewConstMetric(c.rebuilds, prometheus.CounterValue, float64(rebuilds))
 	ch <- prometheus.MustNewConstMetric(c.elections, prometheus.CounterValue, float64(elections))
+	ch <- prometheus.MustNewConstMetric(c.bgpPlans, prometheus.CounterValue, float64(c.s.bgpPlans.Load()))
 	un := c.s.UnannouncedIPs()
 	for _, r := range []election.Reason{election.ReasonNoLiveNode, election.ReasonNoAdvertisement, election.ReasonExcluded,
 		election.ReasonNotSelected, election.ReasonNoInterface, election.ReasonNoEndpoint} {

@@ -160,6 +160,8 @@ type Speaker struct {
 	// rebuilds counts configuration snapshots built; elections counts
 	// election keys (re)decided. Both prove that an echo costs nothing.
 	rebuilds, elections atomic.Uint64
+	// bgpPlans counts group keys whose BGP advertisements were planned.
+	bgpPlans atomic.Uint64
 }
 
 // settleTimeout bounds how long a speaker that cannot reach any peer waits
@@ -806,9 +808,9 @@ func (s *Speaker) syncNode(name string, keys map[string]bool) {
 // process handles what the informers reported.
 func (s *Speaker) process(ctx context.Context) {
 	services, nodes, cfgDirty, peersDirty := s.pend.take()
-	keys := make(map[string]bool)
+	keys, bgpKeys := make(map[string]bool), make(map[string]bool)
 	if cfgDirty {
-		s.rebuildConfig(keys)
+		s.rebuildConfig(keys, bgpKeys)
 	}
 	for _, name := range nodes {
 		s.syncNode(name, keys)
@@ -820,9 +822,14 @@ func (s *Speaker) process(ctx context.Context) {
 		s.syncService(name, keys)
 	}
 	s.reconcile(keys)
-	s.bgpSync(ctx, keys, cfgDirty)
+	s.bgpSync(ctx, keys, bgpKeys, cfgDirty)
+	for k := range bgpKeys {
+		s.annKeys[k] = true
+	}
 	if cfgDirty || slices.Contains(nodes, s.self) {
-		// What BGP advertises may have changed for every key.
+		// The peers, or what this node advertises, may have changed for
+		// every key: a pass over the keys in memory, writes only for what
+		// changed.
 		for k := range s.st.GroupKeys() {
 			s.annKeys[k] = true
 		}
@@ -850,7 +857,7 @@ func (s *Speaker) process(ctx context.Context) {
 // it touches. The snapshot is built from the specs that the leading
 // controller accepted, never re-judged here: every speaker, restarted or
 // not, builds the same one from the same API state.
-func (s *Speaker) rebuildConfig(keys map[string]bool) {
+func (s *Speaker) rebuildConfig(keys, bgpKeys map[string]bool) {
 	pools, l2, bgp, peers, bfd, comms := s.herald.AcceptedLists()
 	secrets := map[string]map[string][]byte{}
 	if s.secrets != nil {
@@ -868,7 +875,7 @@ func (s *Speaker) rebuildConfig(keys map[string]bool) {
 	for _, p := range problems {
 		s.log.Debug("configuration problem", slog.String("problem", p.Error()))
 	}
-	s.st.SetConfig(cfg, keys)
+	s.st.SetConfig(cfg, keys, bgpKeys)
 	s.log.Info("configuration loaded", slog.Int("pools", len(cfg.Pools)), slog.Int("l2Advertisements", len(cfg.L2Advertisements)),
 		slog.Int("bgpAdvertisements", len(cfg.BGPAdvertisements)), slog.Int("bgpPeers", len(cfg.Peers)))
 }

@@ -1,12 +1,15 @@
 package speaker
 
 import (
+	"fmt"
 	"iter"
 	"maps"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/heraldlb/herald/internal/config"
 	"github.com/heraldlb/herald/internal/election"
@@ -23,9 +26,10 @@ type State struct {
 	self    string
 	settled bool
 
-	conf   *config.Config
-	advs   *Advertisements
-	prints map[string]string // pool -> what layer 2 election reads of it
+	conf      *config.Config
+	advs      *Advertisements
+	prints    map[string]string // pool -> what layer 2 election reads of it
+	bgpPrints map[string]string // pool -> what BGP advertisement planning reads of it
 
 	table      *election.Table
 	groups     *Groups
@@ -115,30 +119,43 @@ func (st *State) Settle(keys map[string]bool) {
 // group keys it touches: those with an IP whose pool changed in what
 // layer 2 election reads of it (its ranges and the L2Advertisements that
 // name it), or that moved to another pool. A snapshot that changes only
-// BGP settings, pool counts or unrelated pools elects nothing.
-func (st *State) SetConfig(cfg *config.Config, keys map[string]bool) {
-	prints := l2Prints(cfg)
-	changed := make(map[string]bool)
-	for name, p := range prints {
-		if old, ok := st.prints[name]; !ok || old != p {
-			changed[name] = true
-		}
-	}
-	for name := range st.prints {
-		if _, ok := prints[name]; !ok {
-			changed[name] = true
-		}
-	}
+// BGP settings, pool counts or unrelated pools elects nothing. bgpKeys,
+// if not nil, gets the group keys whose BGP advertisements must be planned
+// again by the same rule, for what BGP planning reads of a pool (its
+// ranges and the BGPAdvertisements that name it).
+func (st *State) SetConfig(cfg *config.Config, keys, bgpKeys map[string]bool) {
+	prints, bprints := l2Prints(cfg), bgpPrints(cfg)
+	changed, bchanged := changedPools(st.prints, prints), changedPools(st.bgpPrints, bprints)
 	old := st.conf
-	st.conf, st.advs, st.prints = cfg, NewAdvertisements(cfg), prints
-	if len(changed) == 0 && old != nil {
+	st.conf, st.advs, st.prints, st.bgpPrints = cfg, NewAdvertisements(cfg), prints, bprints
+	if len(changed) == 0 && len(bchanged) == 0 && old != nil {
 		return
 	}
 	for key, members := range st.keyMembers {
 		if old == nil || st.touches(old, members, changed) {
 			st.elect(key, keys)
 		}
+		if bgpKeys != nil && (old == nil || st.touches(old, members, bchanged)) {
+			bgpKeys[key] = true
+		}
 	}
+}
+
+// changedPools returns the pools whose print differs between two sets,
+// added and removed ones included.
+func changedPools(old, now map[string]string) map[string]bool {
+	changed := make(map[string]bool)
+	for name, p := range now {
+		if o, ok := old[name]; !ok || o != p {
+			changed[name] = true
+		}
+	}
+	for name := range old {
+		if _, ok := now[name]; !ok {
+			changed[name] = true
+		}
+	}
+	return changed
 }
 
 // touches reports whether one of the members has an IP whose pool is in
@@ -170,9 +187,49 @@ func poolName(cfg *config.Config, ip netip.Addr) string {
 }
 
 // l2Prints returns, per pool, a string that changes when what layer 2
-// election reads of the pool changes: its ranges and the L2Advertisements
-// that name it.
+// election reads of the pool changes: its ranges, the L2Advertisements
+// that name it, and whether a BGPAdvertisement names it (a key no node
+// announces in layer 2 is then BGP's, not unannounced).
 func l2Prints(cfg *config.Config) map[string]string {
+	return poolPrints(cfg, func(b *strings.Builder, pool string) {
+		for _, l2 := range cfg.L2Advertisements {
+			if !slices.Contains(l2.Pools, pool) {
+				continue
+			}
+			b.WriteString("|" + l2.Name + ";" + strings.Join(l2.Interfaces, ",") + ";")
+			writeSelectors(b, l2.NodeSelectors)
+			writeSelectors(b, l2.ServiceSelectors)
+			writeSelectors(b, l2.PreferredNodeSelectors)
+		}
+		for _, ad := range cfg.BGPAdvertisements {
+			if slices.Contains(ad.Pools, pool) {
+				b.WriteString("|bgp")
+				break
+			}
+		}
+	})
+}
+
+// bgpPrints returns, per pool, a string that changes when what BGP
+// advertisement planning reads of the pool changes: its ranges and the
+// BGPAdvertisements that name it, in order.
+func bgpPrints(cfg *config.Config) map[string]string {
+	return poolPrints(cfg, func(b *strings.Builder, pool string) {
+		for _, ad := range cfg.BGPAdvertisements {
+			if !slices.Contains(ad.Pools, pool) {
+				continue
+			}
+			fmt.Fprintf(b, "|%s;%d;%d;%t;%d;%v;%s;", ad.Name, ad.AggregationLength, ad.AggregationLengthV6,
+				ad.HasLocalPref, ad.LocalPref, ad.Communities, strings.Join(ad.Peers, ","))
+			writeSelectors(b, ad.NodeSelectors)
+			writeSelectors(b, ad.ServiceSelectors)
+		}
+	})
+}
+
+// poolPrints returns, per pool, its ranges followed by what more writes
+// of it.
+func poolPrints(cfg *config.Config, more func(b *strings.Builder, pool string)) map[string]string {
 	prints := make(map[string]string)
 	if cfg == nil {
 		return prints
@@ -186,26 +243,17 @@ func l2Prints(cfg *config.Config) map[string]string {
 		for _, r := range p.V6 {
 			b.WriteString(r.String() + ",")
 		}
-		for _, l2 := range cfg.L2Advertisements {
-			if !slices.Contains(l2.Pools, p.Name) {
-				continue
-			}
-			b.WriteString("|" + l2.Name + ";" + strings.Join(l2.Interfaces, ",") + ";")
-			for _, s := range l2.NodeSelectors {
-				b.WriteString(s.String() + ";")
-			}
-			b.WriteString(";")
-			for _, s := range l2.ServiceSelectors {
-				b.WriteString(s.String() + ";")
-			}
-			b.WriteString(";")
-			for _, s := range l2.PreferredNodeSelectors {
-				b.WriteString(s.String() + ";")
-			}
-		}
+		more(&b, p.Name)
 		prints[p.Name] = b.String()
 	}
 	return prints
+}
+
+func writeSelectors(b *strings.Builder, sels []labels.Selector) {
+	for _, s := range sels {
+		b.WriteString(s.String() + ";")
+	}
+	b.WriteString(";")
 }
 
 // SetService gives a Service its election input (nil: the Service is gone

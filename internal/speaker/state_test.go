@@ -66,7 +66,7 @@ func newState(t *testing.T) *State {
 	t.Helper()
 	st := NewState("n1", nil)
 	keys := map[string]bool{}
-	st.SetConfig(stateConfig(t, "198.18.0.200-198.18.0.250", nil), keys)
+	st.SetConfig(stateConfig(t, "198.18.0.200-198.18.0.250", nil), keys, nil)
 	st.SetNode("n1", node("n1"), keys)
 	st.Settle(keys)
 	st.Reconcile(keys)
@@ -76,7 +76,7 @@ func newState(t *testing.T) *State {
 func TestStateSettleGate(t *testing.T) {
 	st := NewState("n1", nil)
 	keys := map[string]bool{}
-	st.SetConfig(stateConfig(t, "198.18.0.200-198.18.0.250", nil), keys)
+	st.SetConfig(stateConfig(t, "198.18.0.200-198.18.0.250", nil), keys, nil)
 	st.SetNode("n1", node("n1"), keys)
 	st.SetService("ns/a", svcInfo("a", "198.18.0.200"), keys)
 	if p := st.Reconcile(keys); !p.Empty() {
@@ -179,7 +179,7 @@ func TestStateConfigIncremental(t *testing.T) {
 		t.Helper()
 		before := st.Elections()
 		keys := map[string]bool{}
-		st.SetConfig(cfg, keys)
+		st.SetConfig(cfg, keys, nil)
 		return st.Elections() - before, st.Reconcile(keys)
 	}
 	if n, _ := elections(stateConfig(t, "198.18.0.200-198.18.0.250", nil)); n != 0 {
@@ -201,6 +201,63 @@ func TestStateConfigIncremental(t *testing.T) {
 	}
 	if len(p.Withdraw) != 5 {
 		t.Errorf("shrinking the l2 pool withdrew %v, want the 5 IPs out of it", p.Withdraw)
+	}
+}
+
+// TestStateConfigBGPKeys: a snapshot hands BGP planning only the keys of
+// the pools whose BGP settings it changes, and elects nothing for them.
+func TestStateConfigBGPKeys(t *testing.T) {
+	withBGP := func(localPref int64) *config.Config {
+		cfg := stateConfig(t, "198.18.0.200-198.18.0.250", nil)
+		in := config.Input{
+			Pools: []v1beta1.IPAddressPool{
+				{ObjectMeta: metav1.ObjectMeta{Name: "l2"}, Spec: v1beta1.IPAddressPoolSpec{Addresses: []v1beta1.AddressRange{"198.18.0.200-198.18.0.250"}}},
+				{ObjectMeta: metav1.ObjectMeta{Name: "zoned"}, Spec: v1beta1.IPAddressPoolSpec{Addresses: []v1beta1.AddressRange{"198.18.1.0/24"}}},
+			},
+			BGPAdvertisements: []v1beta1.BGPAdvertisement{
+				{ObjectMeta: metav1.ObjectMeta{Name: "l2"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"l2"}}},
+				{ObjectMeta: metav1.ObjectMeta{Name: "zoned"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"zoned"}, LocalPref: &localPref}},
+			},
+		}
+		b, problems := config.Build(in, nil)
+		if len(problems) > 0 {
+			t.Fatalf("config problems: %v", problems)
+		}
+		cfg.BGPAdvertisements = b.BGPAdvertisements
+		return cfg
+	}
+	st := newState(t)
+	keys := map[string]bool{}
+	st.SetConfig(withBGP(100), keys, nil)
+	for i := range 10 {
+		st.SetService(fmt.Sprintf("ns/l%d", i), svcInfo("l", fmt.Sprintf("198.18.0.%d", 200+i)), keys)
+		st.SetService(fmt.Sprintf("ns/z%d", i), svcInfo("z", fmt.Sprintf("198.18.1.%d", 10+i)), keys)
+	}
+	st.Reconcile(keys)
+	touched := func(cfg *config.Config) (uint64, map[string]bool) {
+		t.Helper()
+		before := st.Elections()
+		keys, bgpKeys := map[string]bool{}, map[string]bool{}
+		st.SetConfig(cfg, keys, bgpKeys)
+		st.Reconcile(keys)
+		return st.Elections() - before, bgpKeys
+	}
+	if n, bk := touched(withBGP(100)); n != 0 || len(bk) != 0 {
+		t.Errorf("the same configuration, built again: %d elections, BGP keys %v", n, bk)
+	}
+	n, bk := touched(withBGP(200))
+	if n != 0 {
+		t.Errorf("a BGP-only change ran %d layer 2 elections", n)
+	}
+	if len(bk) != 10 {
+		t.Fatalf("changing the zoned pool's BGPAdvertisement touched BGP keys %v, want the 10 keys of zoned", bk)
+	}
+	for k := range bk {
+		for _, m := range st.Members(k) {
+			if info := st.Info(m); info == nil || !netip.MustParsePrefix("198.18.1.0/24").Contains(info.IPs[0]) {
+				t.Errorf("key %s of %s is not in pool zoned", k, m)
+			}
+		}
 	}
 }
 
@@ -230,7 +287,7 @@ func TestStatePreferredNodes(t *testing.T) {
 	}
 	st := NewState("n1", nil)
 	keys := map[string]bool{}
-	st.SetConfig(build(false), keys)
+	st.SetConfig(build(false), keys, nil)
 	for _, n := range names {
 		c := node(n)
 		if n == preferred {
@@ -242,7 +299,7 @@ func TestStatePreferredNodes(t *testing.T) {
 	if o, _ := st.Owner(key); o != election.Rank(key, names)[0] {
 		t.Fatalf("owner %q without a preference, want the hash's %q", o, election.Rank(key, names)[0])
 	}
-	st.SetConfig(build(true), keys)
+	st.SetConfig(build(true), keys, nil)
 	if o, _ := st.Owner(key); o != preferred {
 		t.Fatalf("owner %q, want the preferred %q", o, preferred)
 	}

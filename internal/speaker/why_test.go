@@ -23,7 +23,7 @@ func TestStateReportsUnannounced(t *testing.T) {
 	mk := func(self string) *State {
 		st := NewState(self, nil)
 		keys := map[string]bool{}
-		st.SetConfig(stateConfig(t, "198.18.0.200-198.18.0.250", []string{"eth9"}), keys)
+		st.SetConfig(stateConfig(t, "198.18.0.200-198.18.0.250", []string{"eth9"}), keys, nil)
 		st.SetNode("n1", &election.Node{Name: "n1", Interfaces: []string{"eth0"}, Excluded: true}, keys)
 		st.SetNode("n2", &election.Node{Name: "n2", Interfaces: []string{"eth0"}, Excluded: true}, keys)
 		st.Settle(keys)
