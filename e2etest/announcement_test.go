@@ -75,11 +75,28 @@ func announcementsFollow(t *testing.T, ctx context.Context, b *l2Bed, addr netip
 	if owner == "node1" {
 		other = "node2"
 	}
-	// Steady state: nothing changes, nothing is written.
-	before, s0 := b.annWrites(ctx, "node1", "node2")
-	time.Sleep(5 * time.Second)
-	if after, s1 := b.annWrites(ctx, "node1", "node2"); after != before {
-		t.Errorf("ServiceAnnouncement writes while nothing changed: %s -> %s", s0, s1)
+	// Steady state: nothing changes, nothing is written. On a loaded
+	// machine memberlist may flap once (a real change of owner, which
+	// costs its writes), so one silent 5 s window in three is the test: a
+	// writer that writes on a timer or on its own echo is never silent.
+	silent := false
+	for i := 0; i < 3 && !silent; i++ {
+		before, s0 := b.annWrites(ctx, "node1", "node2")
+		time.Sleep(5 * time.Second)
+		after, s1 := b.annWrites(ctx, "node1", "node2")
+		silent = after == before
+		if !silent {
+			t.Logf("ServiceAnnouncement writes in a window where the test changed nothing (a membership flap?): %s -> %s", s0, s1)
+		}
+	}
+	if !silent {
+		t.Errorf("ServiceAnnouncement writes in three 5 s windows in a row while nothing changed")
+	}
+	owner = b.waitOwner(ctx, addr)
+	want(owner)
+	other = "node1"
+	if owner == "node1" {
+		other = "node2"
 	}
 
 	// The owner dies: its speaker is killed, and cannot write anything.
