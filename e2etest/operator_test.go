@@ -17,7 +17,8 @@ import (
 )
 
 // TestL2Operator covers what issue 16 asks the operator to see, on one
-// two-node bed: a CNI-like bridge never answers ARP under the default
+// two-node bed: the ServiceAnnouncement objects follow a failover and a
+// Service deletion; preferredNodeSelectors win and still fail over; a CNI-like bridge never answers ARP under the default
 // interface exclusions; a cluster whose every node carries
 // node.kubernetes.io/exclude-from-external-load-balancers says so in one
 // NotAnnounced event and in herald_layer2_unannounced_ips, and announces
@@ -59,6 +60,7 @@ func TestL2Operator(t *testing.T) {
 		t.Errorf("why web on a healthy Service: exit %d\n%s", code, out)
 	}
 	ip := ips[0]
+	t.Run("AnnouncementsFollow", func(t *testing.T) { announcementsFollow(t, ctx, b, ip) })
 	t.Run("CNIBridgeNeverAnswers", func(t *testing.T) {
 		// node1 owns the IP while node2 is excluded.
 		label(t, ctx, b, "node2", true)
@@ -157,10 +159,12 @@ func TestL2Operator(t *testing.T) {
 			return v == 0, s
 		})
 	})
+	t.Run("PreferredNodes", func(t *testing.T) { preferredNodes(t, ctx, b) })
 }
 
 // whyBroken checks that kubectl herald why names the broken link when no
-// pool selects a Service and under ETP Local without endpoints.
+// pool selects a Service, when its pool is exhausted, and under ETP Local
+// without endpoints.
 func whyBroken(t *testing.T, ctx context.Context, b *l2Bed, why func(string) (int, string)) {
 	// No pool selects the Service: it names a pool that does not exist.
 	svc := &corev1.Service{
@@ -179,8 +183,35 @@ func whyBroken(t *testing.T, ctx context.Context, b *l2Bed, why func(string) (in
 	if _, err := b.Client.CoreV1().Services("default").Create(ctx, local, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Pool exhausted: a one-address pool, and a second Service asks it.
+	if _, err := b.ApplyYAML(ctx, []byte(`
+apiVersion: herald.io/v1beta1
+kind: IPAddressPool
+metadata: {name: tiny}
+spec:
+  addresses: ["198.18.0.249/32"]
+  autoAssign: false
+`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tiny1", "tiny2"} {
+		s := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{"herald.io/address-pool": "tiny"}},
+			Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Port: 80}}},
+		}
+		if _, err := b.Client.CoreV1().Services("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if name == "tiny1" {
+			eventually(t, 30*time.Second, "tiny1 gets the pool's only address", func() (bool, string) {
+				got, err := b.Client.CoreV1().Services("default").Get(ctx, "tiny1", metav1.GetOptions{})
+				return err == nil && len(got.Status.LoadBalancer.Ingress) > 0, fmt.Sprint(err)
+			})
+		}
+	}
 	for _, c := range []struct{ svc, want string }{
 		{"nopool", "Broken link: allocation: no address"},
+		{"tiny2", `Broken link: allocation: no address: pool "tiny" has no free IPv4 address`},
 		{"lonely", "Broken link: eligibility: externalTrafficPolicy is Local and the Service has no ready endpoint"},
 	} {
 		var out string

@@ -95,14 +95,38 @@ func BenchmarkSpeakerBurst(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pids := map[string]int{}
+	procs := map[string]*testbed.Process{}
 	for _, node := range bed.Nodes {
 		p, err := node.StartSpeaker(ctx, "speaker-"+node.Name, speakerBin, "--kubeconfig", bed.SpeakerKubeconfig,
 			"--metrics-addr", "127.0.0.1:7472", "--metrics-secure=false", "--health-addr", "")
 		if err != nil {
 			b.Fatal(err)
 		}
-		pids[node.Name] = p.PID
+		procs[node.Name] = p
+	}
+	// writes returns each live speaker's ServiceAnnouncement writes once
+	// they have stopped rising for 3 s (the writer runs behind the loop).
+	writes := func(nodes []*testbed.Node) map[string]float64 {
+		b.Helper()
+		read := func() map[string]float64 {
+			out := map[string]float64{}
+			for _, node := range nodes {
+				m, err := speakerMetrics(ctx, node)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out[node.Name] = m[`herald_announcement_status_writes_total{op="apply"}`] + m[`herald_announcement_status_writes_total{op="delete"}`]
+			}
+			return out
+		}
+		last, since := read(), time.Now()
+		for time.Since(since) < 3*time.Second {
+			time.Sleep(500 * time.Millisecond)
+			if cur := read(); !maps.Equal(cur, last) {
+				last, since = cur, time.Now()
+			}
+		}
+		return last
 	}
 	// work returns each speaker's rebuilds and elections once the speakers
 	// together announce want IPs.
@@ -130,20 +154,61 @@ func BenchmarkSpeakerBurst(b *testing.B) {
 	for b.Loop() {
 		createBacklog(b, bed, "burst", n, nil)
 		before := work(n)
+		w0 := writes(bed.Nodes)
 		start := time.Now()
 		createRange(b, bed, "burst", n, n+burst, nil)
 		after := work(n + burst)
 		took := time.Since(start)
+		w1 := writes(bed.Nodes)
+		total := 0.0
+		for _, node := range bed.Nodes {
+			b.Logf("%s: %v ServiceAnnouncement writes for the first %d Services, %v for the burst of %d", node.Name, w0[node.Name], n, w1[node.Name]-w0[node.Name], burst)
+			total += w1[node.Name] - w0[node.Name]
+		}
+		b.ReportMetric(total/float64(burst), "announcement-writes/new-service")
 		maxRebuilds, maxElections := 0.0, 0.0
 		for _, node := range bed.Nodes {
 			r, e := after[node.Name][0]-before[node.Name][0], after[node.Name][1]-before[node.Name][1]
-			b.Logf("%s: %v configuration rebuilds and %v elections for %d new Services (on top of %d); %s", node.Name, r, e, burst, n, memSplit(pids[node.Name]))
+			b.Logf("%s: %v configuration rebuilds and %v elections for %d new Services (on top of %d); %s", node.Name, r, e, burst, n, memSplit(procs[node.Name].PID))
 			maxRebuilds, maxElections = max(maxRebuilds, r), max(maxElections, e)
 		}
 		b.Logf("the burst of %d was announced %v after the first create", burst, took.Round(time.Millisecond))
 		b.ReportMetric(maxRebuilds, "rebuilds/speaker")
 		b.ReportMetric(maxElections/float64(burst), "elections/new-service")
 		b.ReportMetric(took.Seconds(), "burst-s")
+		// The owner of a third of the IPs dies: the others take its IPs
+		// over, and write one ServiceAnnouncement per IP they take.
+		dead := bed.Nodes[len(bed.Nodes)-1]
+		m, err := speakerMetrics(ctx, dead)
+		if err != nil {
+			b.Fatal(err)
+		}
+		moved := m[`herald_layer2_announced_ips{protocol="arp"}`]
+		live := bed.Nodes[:len(bed.Nodes)-1]
+		wl := writes(live)
+		if err := procs[dead.Name].Kill(); err != nil {
+			b.Fatal(err)
+		}
+		eventually(b, 10*time.Minute, "the live speakers announce every IP", func() (bool, string) {
+			sum := 0.0
+			for _, node := range live {
+				m, err := speakerMetrics(ctx, node)
+				if err != nil {
+					return false, err.Error()
+				}
+				sum += m[`herald_layer2_announced_ips{protocol="arp"}`]
+			}
+			return sum == float64(n+burst), fmt.Sprint(sum)
+		})
+		wf := writes(live)
+		fw := 0.0
+		for _, node := range live {
+			fw += wf[node.Name] - wl[node.Name]
+		}
+		b.Logf("%s died owning %v IPs: the others wrote %v ServiceAnnouncements for the takeover", dead.Name, moved, fw)
+		if moved > 0 {
+			b.ReportMetric(fw/moved, "announcement-writes/moved-ip")
+		}
 	}
 }
 

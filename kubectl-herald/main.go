@@ -2,6 +2,7 @@
 // it runs as "kubectl herald <command>". Its commands:
 //
 //	migrate   convert MetalLB's configuration into Herald's
+//	status    pools, Services and who announces them, BGP sessions, and what is not healthy
 //	why       name the first broken link between a Service and a node that answers
 //	version   print the plugin's version
 //
@@ -61,6 +62,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"migrate", "convert MetalLB's configuration (custom resources or the pre-0.13 ConfigMap) into Herald's objects", runMigrate},
+		{"status", "show the pools, the Services and who announces them, the BGP sessions, and what is not healthy", runStatus},
 		{"why", "walk the chain from a Service to a node that answers, and name the first broken link", runWhy},
 		{"version", "print the plugin's version", runVersion},
 	}

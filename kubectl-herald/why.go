@@ -70,16 +70,19 @@ type whyReport struct {
 
 // whyInput is what the diagnosis reads, gathered from the cluster.
 type whyInput struct {
-	svc       *corev1.Service
-	lbClass   string
-	events    []corev1.Event // the Service's events
-	pools     []v1beta1.IPAddressPool
-	l2        []v1beta1.L2Advertisement
-	bgpAds    []v1beta1.BGPAdvertisement
-	nodes     []corev1.Node
-	slices    []discoveryv1.EndpointSlice
-	sessions  []v1beta1.BGPSessionState
-	kubeProxy *corev1.ConfigMap // kube-system/kube-proxy, nil when unreadable
+	svc      *corev1.Service
+	lbClass  string
+	events   []corev1.Event // the Service's events
+	pools    []v1beta1.IPAddressPool
+	l2       []v1beta1.L2Advertisement
+	bgpAds   []v1beta1.BGPAdvertisement
+	nodes    []corev1.Node
+	slices   []discoveryv1.EndpointSlice
+	sessions []v1beta1.BGPSessionState
+	// announcements are the Service's ServiceAnnouncements (who announces
+	// it now, as the speakers keep them).
+	announcements []v1beta1.ServiceAnnouncement
+	kubeProxy     *corev1.ConfigMap // kube-system/kube-proxy, nil when unreadable
 }
 
 // latest returns the message of the newest event with one of reasons, and
@@ -272,14 +275,27 @@ func diagnose(in whyInput) whyReport {
 			add("eligibility", linkOK, "%d of %d nodes eligible (interfaces are checked by the speakers only)", eligible, len(in.nodes))
 		}
 
-		// 6. Announcement, as the speakers' events say.
+		// 6. Announcement: the ServiceAnnouncement says who answers now; the
+		// speakers' events say why not, or what happened last.
+		var owner *v1beta1.ServiceAnnouncementStatus
+		for i := range in.announcements {
+			if a := &in.announcements[i].Status; a.Protocol == v1beta1.ProtocolL2 && a.Service == svc.Name {
+				owner = a
+			}
+		}
 		reason, msg := latest(in.events, "Announcing", "Withdrawn", "NotAnnounced")
-		switch reason {
-		case "Announcing":
+		switch {
+		case owner != nil:
+			where := "every usable interface"
+			if len(owner.Interfaces) > 0 {
+				where = strings.Join(owner.Interfaces, ",")
+			}
+			add("announcement", linkOK, "node %s answers for %s on %s (ServiceAnnouncement %s.l2)", owner.Node, strings.Join(owner.IPs, ","), where, svc.Name)
+		case reason == "Announcing":
 			add("announcement", linkOK, "%s", msg)
-		case "NotAnnounced":
+		case reason == "NotAnnounced":
 			add("announcement", linkBroken, "%s", msg)
-		case "Withdrawn":
+		case reason == "Withdrawn":
 			add("announcement", linkWarn, "%s", msg)
 		default:
 			add("announcement", linkWarn, "no Announcing event (events expire after an hour); check herald_layer2_announced_ips on the nodes")
@@ -452,6 +468,8 @@ func gatherWhy(ctx context.Context, dc dynamic.Interface, f whyFlags, name strin
 	}
 	// Optional: BGP sessions and kube-proxy's configuration may be unreadable.
 	_ = listInto(ctx, dc.Resource(heraldGVR("bgpsessionstates")).Namespace(f.heraldNS), metav1.ListOptions{}, &in.sessions)
+	_ = listInto(ctx, dc.Resource(heraldGVR("serviceannouncements")).Namespace(f.namespace),
+		metav1.ListOptions{LabelSelector: v1beta1.LabelAnnouncementService + "=" + name}, &in.announcements)
 	if cm, err := dc.Resource(gvrConfigMap).Namespace("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{}); err == nil {
 		in.kubeProxy = new(corev1.ConfigMap)
 		if runtime.DefaultUnstructuredConverter.FromUnstructured(cm.Object, in.kubeProxy) != nil {

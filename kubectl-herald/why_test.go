@@ -61,6 +61,10 @@ func TestDiagnose(t *testing.T) {
 			in.bgpAds = []v1beta1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"l2"}}}}
 			in.sessions = []v1beta1.BGPSessionState{{ObjectMeta: metav1.ObjectMeta{Name: "node1-router"}, Status: v1beta1.BGPSessionStateStatus{State: "Active"}}}
 		}, "bgp: no BGP session is established"},
+		{"the ServiceAnnouncement is the truth, not an older NotAnnounced event", func(in *whyInput) {
+			in.events = append(in.events, corev1.Event{Reason: "NotAnnounced", Message: "no node announces", LastTimestamp: metav1.NewTime(in.events[0].LastTimestamp.Add(1e9))})
+			in.announcements = []v1beta1.ServiceAnnouncement{{Status: v1beta1.ServiceAnnouncementStatus{Service: "web", Protocol: "L2", Node: "node2", IPs: []string{"198.18.0.200"}}}}
+		}, ""},
 		{"IPVS without strictARP", func(in *whyInput) {
 			in.kubeProxy = &corev1.ConfigMap{Data: map[string]string{"config.conf": "mode: ipvs\nipvs:\n  strictARP: false\n"}}
 		}, "strictARP: "},

@@ -24,6 +24,7 @@ func AddToScheme(s *runtime.Scheme) error {
 		&BFDProfile{}, &BFDProfileList{},
 		&Community{}, &CommunityList{},
 		&BGPSessionState{}, &BGPSessionStateList{},
+		&ServiceAnnouncement{}, &ServiceAnnouncementList{},
 	)
 	metav1AddToGroupVersion(s)
 	return nil

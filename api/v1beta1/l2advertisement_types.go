@@ -23,6 +23,17 @@ type L2AdvertisementSpec struct {
 	// +optional
 	NodeSelectors []metav1.LabelSelector `json:"nodeSelectors,omitempty"`
 
+	// PreferredNodeSelectors select the nodes that announce while one of
+	// them is eligible: among the eligible nodes, one that a preferred
+	// selector selects always wins over one that none selects, and the
+	// hash ranks each group. An IP moves to a node that is not preferred
+	// only when no preferred node is eligible, and back when one is again.
+	// Empty: no preference.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	PreferredNodeSelectors []metav1.LabelSelector `json:"preferredNodeSelectors,omitempty"`
+
 	// Interfaces limit the interfaces announced on: exact names or glob
 	// patterns ("eth*", "bond[01]"). A node without a matching interface is
 	// not eligible. Empty: every suitable interface. Interfaces the speakers

@@ -877,10 +877,11 @@ func (b *builder) buildL2Advertisements(cfg *Config) {
 		o := &objErrs{kind: KindL2Advertisement, name: obj.Name}
 		s := obj.Spec
 		a := &L2Advertisement{
-			Name:             obj.Name,
-			Pools:            b.resolvePools(o, cfg, s.IPAddressPools, s.IPAddressPoolSelectors),
-			NodeSelectors:    compileSelectors(o, "spec.nodeSelectors", s.NodeSelectors),
-			ServiceSelectors: compileSelectors(o, "spec.serviceSelectors", s.ServiceSelectors),
+			Name:                   obj.Name,
+			Pools:                  b.resolvePools(o, cfg, s.IPAddressPools, s.IPAddressPoolSelectors),
+			NodeSelectors:          compileSelectors(o, "spec.nodeSelectors", s.NodeSelectors),
+			ServiceSelectors:       compileSelectors(o, "spec.serviceSelectors", s.ServiceSelectors),
+			PreferredNodeSelectors: compileSelectors(o, "spec.preferredNodeSelectors", s.PreferredNodeSelectors),
 		}
 		for i, ifname := range s.Interfaces {
 			if err := ValidInterfacePattern(ifname); err != nil {

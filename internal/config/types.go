@@ -124,6 +124,9 @@ type L2Advertisement struct {
 	Pools []string
 	// NodeSelectors limit the announcing nodes; empty selects all.
 	NodeSelectors []labels.Selector
+	// PreferredNodeSelectors select the nodes preferred among the
+	// eligible ones; empty prefers none.
+	PreferredNodeSelectors []labels.Selector
 	// Interfaces limit the interfaces; empty means every suitable one.
 	Interfaces []string
 	// ServiceSelectors limit the Services; empty selects all.

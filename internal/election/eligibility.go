@@ -87,6 +87,9 @@ type Advertisement struct {
 	// names or glob patterns (see [MatchInterface]). Empty means any
 	// interface.
 	Interfaces []string
+	// Prefers reports whether the advertisement's preferredNodeSelectors
+	// select the node. Nil prefers none.
+	Prefers func(n *Node) bool
 }
 
 // admits reports whether the advertisement lets n announce.
@@ -139,6 +142,19 @@ func (s *Service) Eligible(n *Node) bool {
 	}
 	for i := range s.Advertisements {
 		if s.Advertisements[i].admits(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// Preferred reports whether n is a preferred node of s: an advertisement
+// that admits n prefers it. Among the eligible nodes, a preferred one
+// always wins over one that is not; the hash ranks each group.
+func (s *Service) Preferred(n *Node) bool {
+	for i := range s.Advertisements {
+		a := &s.Advertisements[i]
+		if a.Prefers != nil && a.admits(n) && a.Prefers(n) {
 			return true
 		}
 	}

@@ -71,6 +71,15 @@ func beats(sa uint64, a string, sb uint64, b string) bool {
 	return a < b
 }
 
+// outranks is beats with the preference first: a preferred node (pa, pb)
+// ranks above any node that is not.
+func outranks(pa bool, sa uint64, a string, pb bool, sb uint64, b string) bool {
+	if pa != pb {
+		return pa
+	}
+	return beats(sa, a, sb, b)
+}
+
 // Rank returns nodes ordered from the most to the least preferred owner of
 // key. The first node that can serve key (for example, the first one that has
 // the required interface) is its owner; the rest is the fallback order. Rank

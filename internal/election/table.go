@@ -20,6 +20,7 @@ type entry struct {
 	seed  uint64 // keySeed(svc.Key)
 	owner string // "" when no node is eligible
 	score uint64 // owner's score, valid when owner != ""
+	pref  bool   // the owner is a preferred node (see Service.Preferred)
 }
 
 // Table keeps the owner of every service key as nodes and services come and
@@ -60,11 +61,14 @@ func (t *Table) SetNode(n Node) []Change {
 	t.nodes[n.Name] = nn
 	var changes []Change
 	if existed {
-		// Keys the node owned stay with it while it is still eligible: its
-		// score does not depend on its attributes.
+		// Keys the node owned stay with it while it is still eligible and
+		// no less preferred: its score does not depend on its attributes.
 		for e := range t.owned[n.Name] {
-			if !e.svc.Eligible(nn) {
+			switch p := e.svc.Preferred(nn); {
+			case !e.svc.Eligible(nn), e.pref && !p:
 				changes = t.elect(e, changes)
+			default:
+				e.pref = p
 			}
 		}
 	}
@@ -72,9 +76,9 @@ func (t *Table) SetNode(n Node) []Change {
 		if e.owner == n.Name || !e.svc.Eligible(nn) {
 			continue
 		}
-		s := nodeScore(e.seed, n.Name)
-		if e.owner == "" || beats(s, n.Name, e.score, e.owner) {
-			changes = t.move(e, n.Name, s, changes)
+		s, p := nodeScore(e.seed, n.Name), e.svc.Preferred(nn)
+		if e.owner == "" || outranks(p, s, n.Name, e.pref, e.score, e.owner) {
+			changes = t.move(e, n.Name, s, p, changes)
 		}
 	}
 	return sortChanges(changes)
@@ -171,28 +175,29 @@ func (t *Table) elect(e *entry, changes []Change) []Change {
 	var (
 		best  string
 		score uint64
+		pref  bool
 	)
 	for name, n := range t.nodes {
 		if !e.svc.Eligible(n) {
 			continue
 		}
-		s := nodeScore(e.seed, name)
-		if best == "" || beats(s, name, score, best) {
-			best, score = name, s
+		s, p := nodeScore(e.seed, name), e.svc.Preferred(n)
+		if best == "" || outranks(p, s, name, pref, score, best) {
+			best, score, pref = name, s, p
 		}
 	}
 	if best == e.owner {
-		e.score = score
+		e.score, e.pref = score, pref
 		return changes
 	}
-	return t.move(e, best, score, changes)
+	return t.move(e, best, score, pref, changes)
 }
 
 // move gives e to owner (which may be "") and records the change.
-func (t *Table) move(e *entry, owner string, score uint64, changes []Change) []Change {
+func (t *Table) move(e *entry, owner string, score uint64, pref bool, changes []Change) []Change {
 	old := e.owner
 	t.disown(e)
-	e.owner, e.score = owner, score
+	e.owner, e.score, e.pref = owner, score, pref
 	if owner != "" {
 		set := t.owned[owner]
 		if set == nil {

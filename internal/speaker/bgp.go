@@ -111,11 +111,12 @@ func (m *bgpMode) wake() {
 // advertisements of the touched group keys: keys (Services and election
 // changes) and bgpKeys (the keys of the pools whose BGP settings changed,
 // see [State.SetConfig]); every key when this node changed. It only plans:
-// the worker applies, so this never waits for BGP.
-func (s *Speaker) bgpSync(ctx context.Context, keys, bgpKeys map[string]bool, cfgChanged bool) {
+// the worker applies, so this never waits for BGP. It reports whether what
+// every key advertises may have changed (the peers or this node did).
+func (s *Speaker) bgpSync(ctx context.Context, keys, bgpKeys map[string]bool, cfgChanged bool) (all bool) {
 	m := s.bgp
 	if m == nil || s.st.Config() == nil {
-		return
+		return false
 	}
 	nodeChanged := false
 	if n, err := s.nodes.Get(s.self); err == nil {
@@ -126,7 +127,7 @@ func (s *Speaker) bgpSync(ctx context.Context, keys, bgpKeys map[string]bool, cf
 		}
 	}
 	if !m.nodeOK {
-		return // our Node object is not known yet: no router ID, no labels
+		return false // our Node object is not known yet: no router ID, no labels
 	}
 	planChanged := false
 	if cfgChanged || nodeChanged {
@@ -168,13 +169,14 @@ func (s *Speaker) bgpSync(ctx context.Context, keys, bgpKeys map[string]bool, cf
 			m.pushed = len(all)
 		}
 	} else if !planChanged {
-		return
+		return nodeChanged
 	}
 	if m.worker == nil {
 		m.worker = s.newBGPWorker()
 		m.worker.start()
 	}
 	m.worker.post(&bgpWant{plan: m.plan, ads: m.ads, adsGen: m.adsGen})
+	return planChanged || nodeChanged
 }
 
 // newBGPWorker returns the worker that applies this speaker's BGP plans.

@@ -23,6 +23,7 @@ type Collector struct {
 	bgpUp, bgpState, bgpPrefixes, bgpUpdates       *prometheus.Desc
 	bgpNotif, bfdUp, bgpAdvertised                 *prometheus.Desc
 	rebuilds, elections, bgpPlans, unannounced     *prometheus.Desc
+	annWrites, annFailures                         *prometheus.Desc
 }
 
 // NewCollector returns the collector of s.
@@ -62,6 +63,8 @@ func NewCollector(s *Speaker) *Collector {
 		bgpPlans:      d("bgp_plans_total", "Election keys whose BGP advertisements were planned again."),
 		unannounced: d("layer2_unannounced_ips", "Allocated IPs that no node announces in layer 2 mode, by reason; "+
 			"counted by one speaker (the live one with the lowest node name), 0 on the others.", "reason"),
+		annWrites:   d("announcement_status_writes_total", "ServiceAnnouncement writes this speaker made, by operation (apply, delete).", "op"),
+		annFailures: d("announcement_status_write_failures_total", "ServiceAnnouncement writes that failed and were retried."),
 	}
 }
 
@@ -69,7 +72,8 @@ func NewCollector(s *Speaker) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.announced, c.members, c.ipvs, c.arpReq, c.arpRep, c.garp, c.ndpSol,
 		c.ndpAdv, c.unsolNA, c.malformed, c.sendErr, c.mismatches, c.rejected, c.rotations, c.keyInfo, c.keys, c.reannounce,
-		c.bgpUp, c.bgpState, c.bgpPrefixes, c.bgpUpdates, c.bgpNotif, c.bfdUp, c.bgpAdvertised, c.rebuilds, c.elections, c.bgpPlans, c.unannounced} {
+		c.bgpUp, c.bgpState, c.bgpPrefixes, c.bgpUpdates, c.bgpNotif, c.bfdUp, c.bgpAdvertised, c.rebuilds, c.elections, c.bgpPlans, c.unannounced,
+		c.annWrites, c.annFailures} {
 		ch <- d
 	}
 }
@@ -89,6 +93,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		election.ReasonNotSelected, election.ReasonNoInterface, election.ReasonNoEndpoint} {
 		ch <- prometheus.MustNewConstMetric(c.unannounced, prometheus.GaugeValue, float64(un[r]), string(r))
 	}
+	applies, deletes, failures := c.s.ann.Writes()
+	ch <- prometheus.MustNewConstMetric(c.annWrites, prometheus.CounterValue, float64(applies), "apply")
+	ch <- prometheus.MustNewConstMetric(c.annWrites, prometheus.CounterValue, float64(deletes), "delete")
+	ch <- prometheus.MustNewConstMetric(c.annFailures, prometheus.CounterValue, float64(failures))
 	ipvs := 0.0
 	if c.s.IPVSWithoutStrictARP() {
 		ipvs = 1

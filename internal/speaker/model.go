@@ -229,6 +229,17 @@ func NewAdvertisements(cfg *config.Config) *Advertisements {
 				return false
 			}
 		}
+		if sels := l2.PreferredNodeSelectors; len(sels) > 0 {
+			ad.elect.Prefers = func(n *election.Node) bool {
+				set := labels.Set(n.Labels)
+				for _, s := range sels {
+					if s.Matches(set) {
+						return true
+					}
+				}
+				return false
+			}
+		}
 		a.advs = append(a.advs, ad)
 	}
 	return a

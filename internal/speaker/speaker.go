@@ -126,6 +126,7 @@ type Speaker struct {
 	keyFact  informers.SharedInformerFactory // the memberlist Secret alone
 	keySec   corelisters.SecretNamespaceLister
 	bgp      *bgpMode // nil when BGP mode is disabled
+	ann      *annWriter
 
 	pend pending
 
@@ -145,7 +146,15 @@ type Speaker struct {
 	joinedOrLeft bool
 	announcedN   [2]atomic.Int64 // IPv4, IPv6 IPs answered
 	unannounced  atomic.Pointer[map[election.Reason]int]
-	mismatch     chan membership.KeyMismatch // from memberlist to the loop
+	// The ServiceAnnouncements this node wants (see announcements.go):
+	// annKeys are the group keys to look at again, annLeft the nodes that
+	// left the memberlist since the last pass, annSwept whether the objects
+	// an earlier run of this node left were looked at.
+	annT     *annTracker
+	annKeys  map[string]bool
+	annLeft  []string
+	annSwept bool
+	mismatch chan membership.KeyMismatch // from memberlist to the loop
 	// The state is not settled until the first attempt to join the other
 	// speakers is over (or settleTimeout passed): until then this node
 	// announces nothing in L2 mode, because alone it would elect itself for
@@ -264,6 +273,12 @@ func New(cfg Config) (*Speaker, error) {
 	}
 	s.settle = sync.OnceFunc(func() { close(s.settleCh) })
 	s.hold = NewHoldDown(cfg.HoldDown, nil)
+	s.annT, s.annKeys = newAnnTracker(), map[string]bool{}
+	ann, err := newAnnWriter(cfg.NodeName, cfg.Clients, log.With(slog.String("component", "announcements")))
+	if err != nil {
+		return nil, err
+	}
+	s.ann = ann
 	s.st = NewState(cfg.NodeName, func() { s.elections.Add(1) })
 	if !cfg.BGP.Disabled {
 		s.bgp = newBGPMode(cfg.BGP)
@@ -488,10 +503,21 @@ func (s *Speaker) Run(ctx context.Context) error {
 		go s.statusWriter(statusCtx, &statusWG)
 	}
 
+	// The announcement writer stops with the loop: what it has not
+	// written yet, the next owner or the next run of this speaker writes.
+	annCtx2, stopAnn := context.WithCancel(ctx)
+	annDone2 := make(chan struct{})
+	go func() {
+		defer close(annDone2)
+		s.ann.run(annCtx2)
+	}()
+
 	s.checkIPVS()
 	s.ready.Store(true)
 	s.loop(ctx, cluster)
 	s.ready.Store(false)
+	stopAnn()
+	<-annDone2
 
 	// BGP first: withdraw every prefix and send a Cease (or, with graceful
 	// restart, close the sessions so the routers keep the routes as stale).
@@ -709,6 +735,7 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 		case <-ifTick.C:
 			s.pollInterfaces(ctx, cluster)
 			s.reportUnannounced()
+			s.flushAnnouncements()
 		case <-ipvsTick.C:
 			s.checkIPVS()
 		}
@@ -721,6 +748,7 @@ func (s *Speaker) memberEvent(ev membership.Event) {
 	changed := map[string]bool{}
 	s.applyMember(ev, changed)
 	s.reconcile(s.drainMembers(changed))
+	s.flushAnnouncements()
 	if s.joinedOrLeft {
 		// After a partition heals, the clients of the other side may hold
 		// the MAC of a node that answered there: tell them again.
@@ -738,6 +766,7 @@ func (s *Speaker) applyMember(ev membership.Event, changed map[string]bool) {
 	}
 	if ev.Type == membership.EventLeave {
 		delete(s.alive, name)
+		s.annLeft = append(s.annLeft, name)
 	} else {
 		s.alive[name] = ev.Member.Meta
 	}
@@ -754,6 +783,7 @@ func (s *Speaker) applySettled() {
 	s.joinedOrLeft = false // everything is announced afresh below
 	s.log.Info("membership settled", slog.Int("members", len(s.alive)))
 	s.reconcile(keys)
+	s.flushAnnouncements()
 }
 
 // drainMembers applies every queued membership event, adding the nodes to
@@ -812,7 +842,19 @@ func (s *Speaker) process(ctx context.Context) {
 		s.syncService(name, keys)
 	}
 	s.reconcile(keys)
-	s.bgpSync(ctx, keys, bgpKeys, cfgDirty)
+	allBGP := s.bgpSync(ctx, keys, bgpKeys, cfgDirty)
+	for k := range bgpKeys {
+		s.annKeys[k] = true
+	}
+	if allBGP {
+		// The peers or this node changed: what BGP advertises, and to
+		// which peers, may have changed for every key (a pass over the
+		// keys in memory; writes only for what changed).
+		for k := range s.st.GroupKeys() {
+			s.annKeys[k] = true
+		}
+	}
+	s.flushAnnouncements()
 	if peersDirty {
 		peers, err := s.peers.Peers()
 		if err == nil && len(peers) == 0 {
@@ -888,6 +930,9 @@ func (s *Speaker) serviceByKey(key string) (*corev1.Service, error) {
 // keys that this node owns, as the state decides.
 func (s *Speaker) reconcile(keys map[string]bool) {
 	plan := s.st.Reconcile(keys)
+	for k := range keys {
+		s.annKeys[k] = true
+	}
 	for _, ip := range plan.Withdraw {
 		s.announcer.Withdraw(ip)
 		s.countIP(ip, -1)

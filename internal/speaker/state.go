@@ -26,8 +26,8 @@ type State struct {
 	self    string
 	settled bool
 
-	conf   *config.Config
-	advs   *Advertisements
+	conf      *config.Config
+	advs      *Advertisements
 	prints    map[string]string // pool -> what layer 2 election reads of it
 	bgpPrints map[string]string // pool -> what BGP advertisement planning reads of it
 
@@ -199,6 +199,7 @@ func l2Prints(cfg *config.Config) map[string]string {
 			b.WriteString("|" + l2.Name + ";" + strings.Join(l2.Interfaces, ",") + ";")
 			writeSelectors(b, l2.NodeSelectors)
 			writeSelectors(b, l2.ServiceSelectors)
+			writeSelectors(b, l2.PreferredNodeSelectors)
 		}
 		for _, ad := range cfg.BGPAdvertisements {
 			if slices.Contains(ad.Pools, pool) {
@@ -556,4 +557,15 @@ func (st *State) Announced() []netip.Addr {
 	}
 	slices.SortFunc(ips, netip.Addr.Compare)
 	return ips
+}
+
+// Announcing returns the IPs and interfaces (nil: every usable interface)
+// this node answers for in a group key; ok is false when it answers for
+// none of them.
+func (st *State) Announcing(key string) (ips []netip.Addr, ifaces []string, ok bool) {
+	a, ok := st.announced[key]
+	if !ok || len(a.ips) == 0 {
+		return nil, nil, false
+	}
+	return a.ips, a.ifaces, true
 }

@@ -260,3 +260,51 @@ func TestStateConfigBGPKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestStatePreferredNodes: an L2Advertisement's preferredNodeSelectors
+// give the IP to the preferred node while it is a candidate, whatever the
+// hash says; a configuration that only adds the preference re-elects.
+func TestStatePreferredNodes(t *testing.T) {
+	ip := "198.18.0.200"
+	key := ip // the election key of a group is its lowest IP
+	names := []string{"n1", "n2", "n3"}
+	// The node the hash would not pick, so the preference must do it.
+	preferred := election.Rank(key, names)[2]
+	build := func(prefer bool) *config.Config {
+		l2 := v1beta1.L2AdvertisementSpec{IPAddressPools: []string{"l2"}}
+		if prefer {
+			l2.PreferredNodeSelectors = []metav1.LabelSelector{{MatchLabels: map[string]string{"role": "edge"}}}
+		}
+		cfg, problems := config.Build(config.Input{
+			Pools: []v1beta1.IPAddressPool{{ObjectMeta: metav1.ObjectMeta{Name: "l2"},
+				Spec: v1beta1.IPAddressPoolSpec{Addresses: []v1beta1.AddressRange{"198.18.0.200-198.18.0.250"}}}},
+			L2Advertisements: []v1beta1.L2Advertisement{{ObjectMeta: metav1.ObjectMeta{Name: "all"}, Spec: l2}},
+		}, nil)
+		if len(problems) > 0 {
+			t.Fatal(problems)
+		}
+		return cfg
+	}
+	st := NewState("n1", nil)
+	keys := map[string]bool{}
+	st.SetConfig(build(false), keys, nil)
+	for _, n := range names {
+		c := node(n)
+		if n == preferred {
+			c.Labels = map[string]string{"role": "edge"}
+		}
+		st.SetNode(n, c, keys)
+	}
+	st.SetService("ns/web", svcInfo("web", ip), keys)
+	if o, _ := st.Owner(key); o != election.Rank(key, names)[0] {
+		t.Fatalf("owner %q without a preference, want the hash's %q", o, election.Rank(key, names)[0])
+	}
+	st.SetConfig(build(true), keys, nil)
+	if o, _ := st.Owner(key); o != preferred {
+		t.Fatalf("owner %q, want the preferred %q", o, preferred)
+	}
+	st.SetNode(preferred, nil, keys)
+	if o, _ := st.Owner(key); o != election.Rank(key, names)[0] {
+		t.Fatalf("owner %q once the preferred node left, want %q", o, election.Rank(key, names)[0])
+	}
+}
