@@ -240,22 +240,27 @@ Flags:`)
 	return exitOK
 }
 
-func printStatus(w io.Writer, r statusReport, format string) error {
-	switch format {
-	case "json":
-		b, err := json.MarshalIndent(r, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
-	case "yaml":
+// printMachine writes a report for scripts: format is "json" or "yaml".
+func printMachine(w io.Writer, r any, format string) error {
+	if format == "yaml" {
 		b, err := yaml.Marshal(r)
 		if err != nil {
 			return err
 		}
 		_, err = w.Write(b)
 		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+func printStatus(w io.Writer, r statusReport, format string) error {
+	if format == "json" || format == "yaml" {
+		return printMachine(w, r, format)
 	}
 	none := func(s []string) string {
 		if len(s) == 0 {
