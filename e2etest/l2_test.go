@@ -311,6 +311,34 @@ func (b *l2Bed) get(ctx context.Context, ip netip.Addr, within time.Duration) te
 
 // waitOwner waits until the client resolves ip to the MAC of one of the
 // nodes in want (any node when want is empty) and returns it.
+// endpointsOffOwner finds the owner of ip and points svc at the pods of
+// another node, so that when the owner dies only the announcement moves;
+// it returns once 20 probes in a row (each within timeout) got through,
+// kube-proxy having caught up everywhere.
+func (b *l2Bed) endpointsOffOwner(ctx context.Context, t *testing.T, svc *corev1.Service, ip netip.Addr, timeout time.Duration) string {
+	t.Helper()
+	owner := b.waitOwner(ctx, ip)
+	for _, n := range b.Nodes {
+		if n.Name != owner {
+			if err := b.SetEndpoints(ctx, svc, n.Pods); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	for ok := 0; ok < 20; {
+		rctx, c := context.WithTimeout(ctx, timeout)
+		if _, err := b.ClientL2.Get(rctx, testbed.HostPort(ip, 80)); err == nil {
+			ok++
+		} else {
+			ok = 0
+		}
+		c()
+		time.Sleep(10 * time.Millisecond)
+	}
+	return owner
+}
+
 func (b *l2Bed) waitOwner(ctx context.Context, ip netip.Addr, want ...string) string {
 	b.t.Helper()
 	start := time.Now()
@@ -703,29 +731,7 @@ func TestL2Failover(t *testing.T) {
 
 	// prepare finds the owner and points the Service at a pod of another
 	// node, so that only the announcement moves.
-	prepare := func() (owner string) {
-		owner = b.waitOwner(ctx, ip)
-		for _, n := range b.Nodes {
-			if n.Name != owner {
-				if err := b.SetEndpoints(ctx, svc, n.Pods); err != nil {
-					t.Fatal(err)
-				}
-				break
-			}
-		}
-		// Wait for kube-proxy everywhere: a few clean probes in a row.
-		for ok := 0; ok < 20; {
-			rctx, c := context.WithTimeout(ctx, 300*time.Millisecond)
-			if _, err := b.ClientL2.Get(rctx, testbed.HostPort(ip, 80)); err == nil {
-				ok++
-			} else {
-				ok = 0
-			}
-			c()
-			time.Sleep(10 * time.Millisecond)
-		}
-		return owner
-	}
+	prepare := func() string { return b.endpointsOffOwner(ctx, t, svc, ip, 300*time.Millisecond) }
 
 	measure := func(kind string, cut func(owner *testbed.Node), restore func(owner *testbed.Node)) []time.Duration {
 		var outages, handovers []time.Duration

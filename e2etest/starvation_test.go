@@ -79,28 +79,7 @@ func (b *l2Bed) starvation(t *testing.T) {
 	}
 	// prepare points the Service at a pod of a node other than the owner,
 	// so that only the announcement moves when the owner dies.
-	prepare := func() *testbed.Node {
-		owner := b.node(b.waitOwner(ctx, ip))
-		for _, n := range b.Nodes {
-			if n.Name != owner.Name {
-				if err := b.SetEndpoints(ctx, svc, n.Pods); err != nil {
-					t.Fatal(err)
-				}
-				break
-			}
-		}
-		for ok := 0; ok < 10; {
-			rctx, c := context.WithTimeout(ctx, 500*time.Millisecond)
-			if _, err := b.ClientL2.Get(rctx, testbed.HostPort(ip, 80)); err == nil {
-				ok++
-			} else {
-				ok = 0
-			}
-			c()
-			time.Sleep(10 * time.Millisecond)
-		}
-		return owner
-	}
+	prepare := func() *testbed.Node { return b.node(b.endpointsOffOwner(ctx, t, svc, ip, 500*time.Millisecond)) }
 	owner := prepare()
 	offsets := map[string]int64{}
 	for name, p := range b.speakers {
