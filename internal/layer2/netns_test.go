@@ -128,75 +128,7 @@ func TestNetns(t *testing.T) {
 	nsA, nsB, vethB, macA := vethPair(t, "hlt", true)
 
 	v4, v6 := "198.18.0.200", "2001:db8::200"
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", "netns", "exec", nsA, exe, "-test.run=^TestNetnsHelper$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+v4+","+v6)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		stdin.Close()
-		for l := range lines {
-			if strings.HasPrefix(l, "STATS") {
-				t.Log(l)
-			}
-		}
-		waited := make(chan error, 1)
-		go func() { waited <- cmd.Wait() }()
-		select {
-		case err := <-waited:
-			if err != nil {
-				t.Errorf("helper: %v\n%s", err, stderr.String())
-			} else if testing.Verbose() {
-				t.Logf("helper log:\n%s", stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill() // by the PID we started
-			<-waited
-			t.Errorf("helper did not stop\n%s", stderr.String())
-		}
-	}
-	t.Cleanup(stop)
-
-	ready := false
-	timeout := time.After(20 * time.Second)
-	for !ready {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("helper exited before READY\n%s", stderr.String())
-			}
-			ready = l == "READY"
-		case <-timeout:
-			t.Fatalf("helper not ready\n%s", stderr.String())
-		}
-	}
+	stop, _ := startHelper(t, nsA, v4, v6)
 
 	tests := []struct {
 		desc    string
@@ -252,6 +184,129 @@ func TestNetns(t *testing.T) {
 		t.Logf("stale entry of %s confirmed by unicast solicitation after %v", v6, time.Since(start).Round(time.Millisecond))
 	})
 	stop()
+}
+
+// startHelper runs TestNetnsHelper in ns, announcing ips, and waits for its
+// READY: every IP announced on some interface. stop ends it (and runs at
+// cleanup); the helper's log is in stderr.
+func startHelper(t *testing.T, ns string, ips ...string) (stop func(), stderr *strings.Builder) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^TestNetnsHelper$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+strings.Join(ips, ","))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr = &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		stdin.Close()
+		for l := range lines {
+			if strings.HasPrefix(l, "STATS") {
+				t.Log(l)
+			}
+		}
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		select {
+		case err := <-waited:
+			if err != nil {
+				t.Errorf("helper: %v\n%s", err, stderr.String())
+			} else if testing.Verbose() {
+				t.Logf("helper log:\n%s", stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill() // by the PID we started
+			<-waited
+			t.Errorf("helper did not stop\n%s", stderr.String())
+		}
+	}
+	t.Cleanup(stop)
+
+	ready := false
+	timeout := time.After(20 * time.Second)
+	for !ready {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("helper exited before READY\n%s", stderr.String())
+			}
+			ready = l == "READY"
+		case <-timeout:
+			t.Fatalf("helper not ready\n%s", stderr.String())
+		}
+	}
+	return stop, stderr
+}
+
+// TestNetnsNDPRetry: the announcer starts while the interface's link-local
+// address is still tentative (duplicate address detection after a flap),
+// so its NDP responder cannot bind; it must retry on its own, and the IPv6
+// address must then resolve.
+func TestNetnsNDPRetry(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, tool := range []string{"ip", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	nsA, nsB, vethB, macA := vethPair(t, "hlr", true)
+	vethA := fmt.Sprintf("hlr%d-va", os.Getpid())
+	// A flap with slow DAD: the new link-local address stays tentative for
+	// about 3 s after the link comes back.
+	run(t, "ip", "-n", nsA, "link", "set", vethA, "down")
+	run(t, "ip", "netns", "exec", nsA, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=1",
+		"net.ipv6.conf."+vethA+".accept_dad=1", "net.ipv6.conf."+vethA+".dad_transmits=1",
+		"net.ipv6.neigh."+vethA+".retrans_time_ms=3000")
+	run(t, "ip", "-n", nsA, "-6", "addr", "flush", "dev", vethA, "scope", "link")
+	run(t, "ip", "-n", nsA, "link", "set", vethA, "up")
+	if out := run(t, "ip", "-n", nsA, "-6", "addr", "show", "dev", vethA, "scope", "link"); !strings.Contains(out, "tentative") {
+		t.Fatalf("the link-local address of %s is not tentative, the test cannot run:\n%s", vethA, out)
+	}
+	start := time.Now()
+	v6 := "2001:db8::200"
+	stop, stderr := startHelper(t, nsA, v6)
+	t.Logf("IPv6 announced %v after the link came back", time.Since(start).Round(time.Millisecond))
+	exec.Command("ip", "netns", "exec", nsB, "bash", "-c", "echo x > /dev/udp/"+v6+"/9").Run()
+	var got string
+	for time.Since(start) < 10*time.Second && got == "" {
+		got = neighMAC(t, nsB, vethB, v6)
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if got != macA {
+		t.Fatalf("neighbour table of B maps %s to %q, want %q\n%s", v6, got, macA, stderr.String())
+	}
+	log := stderr.String()
+	if !strings.Contains(log, "NDP responder not started; retrying") || !strings.Contains(log, "responder started on retry") {
+		t.Errorf("the NDP responder did not fail first and start on retry:\n%s", log)
+	}
 }
 
 // neighState returns the states of B's neighbour entry for ip.
