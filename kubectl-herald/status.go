@@ -28,8 +28,20 @@ const (
 )
 
 // statusFlags are the flags of "kubectl herald status".
-type statusFlags struct {
+type statusFlags = readFlags
+
+// readFlags are the flags of the commands that read Herald's state from a
+// cluster (status, why).
+type readFlags struct {
 	kubeconfig, context, lbClass, heraldNS, output string
+}
+
+func (f *readFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+	fs.StringVar(&f.context, "context", "", "kubeconfig context (default: the current one)")
+	fs.StringVar(&f.lbClass, "lb-class", "", "the loadBalancerClass Herald serves (its --lb-class)")
+	fs.StringVar(&f.heraldNS, "herald-namespace", "herald-system", "Herald's namespace (BGPSessionState objects)")
+	fs.StringVar(&f.output, "o", "", "output format: empty (tables), json or yaml")
 }
 
 // poolStatus is one IPAddressPool in the report.
@@ -184,11 +196,7 @@ func runStatus(ctx context.Context, args []string, e env) int {
 	var f statusFlags
 	fs := flag.NewFlagSet("kubectl herald status", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
-	fs.StringVar(&f.context, "context", "", "kubeconfig context (default: the current one)")
-	fs.StringVar(&f.lbClass, "lb-class", "", "the loadBalancerClass Herald serves (its --lb-class)")
-	fs.StringVar(&f.heraldNS, "herald-namespace", "herald-system", "Herald's namespace (BGPSessionState objects)")
-	fs.StringVar(&f.output, "o", "", "output format: empty (tables), json or yaml")
+	f.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage: kubectl herald status [-o json|yaml]
 

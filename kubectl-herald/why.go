@@ -31,7 +31,8 @@ const (
 
 // whyFlags are the flags of "kubectl herald why".
 type whyFlags struct {
-	kubeconfig, context, namespace, lbClass, heraldNS, output string
+	readFlags
+	namespace string
 }
 
 // Link statuses.
@@ -353,13 +354,9 @@ func runWhy(ctx context.Context, args []string, e env) int {
 	var f whyFlags
 	fs := flag.NewFlagSet("kubectl herald why", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
-	fs.StringVar(&f.context, "context", "", "kubeconfig context (default: the current one)")
+	f.register(fs)
 	fs.StringVar(&f.namespace, "n", "default", "the Service's namespace")
 	fs.StringVar(&f.namespace, "namespace", "default", "same as -n")
-	fs.StringVar(&f.lbClass, "lb-class", "", "the loadBalancerClass Herald serves (its --lb-class)")
-	fs.StringVar(&f.heraldNS, "herald-namespace", "herald-system", "Herald's namespace (BGPSessionState objects)")
-	fs.StringVar(&f.output, "o", "", "output format: empty (a table), json or yaml")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage: kubectl herald why SERVICE [-n NAMESPACE] [-o json|yaml]
 
