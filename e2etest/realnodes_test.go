@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/netip"
 	"os"
@@ -1096,6 +1097,7 @@ func (rb *realBed) uninstall(how string, remove func(), l2, bgp netip.Addr, befo
 		}
 	}()
 	p := rb.startProbes(l2, bgp)
+	logs := rb.keepLogs(wctx)
 	time.Sleep(time.Second)
 	begin := time.Now()
 	remove()
@@ -1103,6 +1105,11 @@ func (rb *realBed) uninstall(how string, remove func(), l2, bgp netip.Addr, befo
 	rl2, rbgp := p.stop(t, how)
 	wcancel()
 	<-wdone
+	defer func() {
+		if t.Failed() {
+			t.Logf("the Herald pods' last log lines, from the start of %s:\n%s", how, logs.since(begin.Add(-time.Second)))
+		}
+	}()
 	t.Logf("figure: %s took %v", how, d.Round(time.Millisecond))
 	t.Logf("figure: during %s, L2 %s, stalls excused: %s", how, l2, describeProbe(rl2))
 	t.Logf("figure: during %s, BGP %s, stalls excused: %s", how, bgp, describeProbe(rbgp))
@@ -1184,6 +1191,54 @@ func (rb *realBed) uninstall(how string, remove func(), l2, bgp netip.Addr, befo
 			t.Errorf("%s: node %s differs from before the install (-before +after):\n%s", how, node, lineDiff(b, a))
 		}
 	}
+}
+
+// podLogKeeper keeps the Herald pods' logs while they are being deleted:
+// the kubelet removes a pod's log files with the pod.
+type podLogKeeper struct {
+	mu   sync.Mutex
+	logs map[string]string // pod name → its log, as last read
+}
+
+// keepLogs reads the Herald pods' logs every 100 ms until ctx ends.
+func (rb *realBed) keepLogs(ctx context.Context) *podLogKeeper {
+	k := &podLogKeeper{logs: map[string]string{}}
+	pods, err := rb.bed.Client.CoreV1().Pods(testbed.HeraldNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		rb.t.Logf("keep logs: %v", err)
+		return k
+	}
+	go func() {
+		for ctx.Err() == nil {
+			for _, p := range pods.Items {
+				if l, err := rb.podLog(p); err == nil {
+					k.mu.Lock()
+					k.logs[p.Name] = l
+					k.mu.Unlock()
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return k
+}
+
+// since returns each pod's log lines (CRI format: an RFC 3339 time first)
+// from t on.
+func (k *podLogKeeper) since(t time.Time) string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var s strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(k.logs)) {
+		fmt.Fprintf(&s, "--- %s\n", name)
+		for _, l := range strings.Split(k.logs[name], "\n") {
+			ts, _, _ := strings.Cut(l, " ")
+			if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && !at.Before(t) {
+				s.WriteString(l + "\n")
+			}
+		}
+	}
+	return s.String()
 }
 
 // TestRealNodesInstallManifest installs Herald from the all-in-one manifest

@@ -42,24 +42,24 @@ func main() {
 }
 
 type flags struct {
-	kubeconfig, nodeName, namespace, lbClass string
-	bindAddr, advertiseAddr                  string
-	bindPort                                 int
-	secretName, peerSelector                 string
-	timings                                  membership.Timings
-	garpCount                                int
-	garpInterval, refresh                    time.Duration
-	metricsAddr, healthAddr, logLevel        string
-	pprofAddr                                string
-	metricsSecure                            bool
-	metricsCertDir                           string
-	showVersion                              bool
-	bgpDisabled                              bool
-	bgpListenPort                            uint
-	bgpStatusInterval, bgpShutdownTimeout    time.Duration
-	bgpMaxReceivedPrefixes                   uint
-	ignoreExcludeLB                          bool
-	excludeInterfaces                        string
+	kubeconfig, nodeName, podName, namespace, lbClass string
+	bindAddr, advertiseAddr                           string
+	bindPort                                          int
+	secretName, peerSelector                          string
+	timings                                           membership.Timings
+	garpCount                                         int
+	garpInterval, refresh                             time.Duration
+	metricsAddr, healthAddr, logLevel                 string
+	pprofAddr                                         string
+	metricsSecure                                     bool
+	metricsCertDir                                    string
+	showVersion                                       bool
+	bgpDisabled                                       bool
+	bgpListenPort                                     uint
+	bgpStatusInterval, bgpShutdownTimeout             time.Duration
+	bgpMaxReceivedPrefixes                            uint
+	ignoreExcludeLB                                   bool
+	excludeInterfaces                                 string
 }
 
 func parseFlags() (*flags, error) {
@@ -68,6 +68,7 @@ func parseFlags() (*flags, error) {
 	d := membership.DefaultTimings()
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses the in-cluster configuration")
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	fs.StringVar(&f.podName, "pod-name", os.Getenv("POD_NAME"), "this speaker's pod (default $POD_NAME): on SIGTERM, its DaemonSet tells an uninstall (BGP withdraws) from a restart (graceful restart keeps the routes)")
 	fs.StringVar(&f.namespace, "namespace", "herald-system", "the speaker's namespace (memberlist Secret, speaker pods)")
 	fs.StringVar(&f.lbClass, "lb-class", "", "loadBalancerClass to serve; empty serves Services without a class")
 	fs.StringVar(&f.bindAddr, "memberlist-bind-addr", "", "memberlist listen address (default: the node's InternalIP)")
@@ -170,6 +171,7 @@ func run() error {
 	sp, err := speaker.New(speaker.Config{
 		NodeName:  f.nodeName,
 		Namespace: f.namespace,
+		PodName:   f.podName,
 		LBClass:   f.lbClass,
 		Clients:   clients,
 		Recorder:  rec,

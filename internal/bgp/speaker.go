@@ -430,35 +430,42 @@ func (s *Speaker) onPrefixLimit(addr netip.Addr, family string) {
 const AdminShutdownMessage = "Herald speaker stopping"
 
 // Shutdown withdraws every advertisement and closes every session, then
-// stops the server and every goroutine the Speaker started. BFD sessions
-// are stopped last with AdminDown, so that a router does not read the
-// silence that follows as a failure. Sessions without graceful restart get
-// the explicit withdrawals, then a Cease / Administrative Shutdown
-// NOTIFICATION (RFC 8203, with AdminShutdownMessage); with graceful
-// restart, the sessions are closed without a NOTIFICATION and their routes
-// are not withdrawn, so the router keeps them as stale until the speaker is
-// back or the restart time runs out. ctx bounds the wait for the
-// withdrawals and notifications to be written. Shutdown is idempotent.
+// stops the server and every goroutine the Speaker started, for a restart
+// of the speaker: ShutdownFor with restart set and AdminShutdownMessage.
 func (s *Speaker) Shutdown(ctx context.Context) error {
-	return s.ShutdownFor(ctx, "speaker stopping", AdminShutdownMessage)
+	return s.ShutdownFor(ctx, "speaker stopping", AdminShutdownMessage, true)
 }
 
-// ShutdownFor is Shutdown with the cause that the down events and logs
-// give, and the Administrative Shutdown communication the routers get
-// (for instance when the server restarts with another router ID).
-func (s *Speaker) ShutdownFor(ctx context.Context, cause, message string) error {
+// ShutdownFor closes every session with cause (what the down events and
+// logs give) and stops the server and every goroutine the Speaker started.
+// BFD sessions are stopped last with AdminDown, so that a router does not
+// read the silence that follows as a failure. Sessions without graceful
+// restart get the explicit withdrawals, then a Cease / Administrative
+// Shutdown NOTIFICATION (RFC 8203, with message).
+//
+// Sessions with graceful restart depend on restart. When the speaker stops
+// to start again (restart: a rolling upgrade, a crash), they are closed
+// without a NOTIFICATION and their routes are not withdrawn, so the router
+// keeps them as stale until the speaker is back or the restart time runs
+// out. When it stops for good (no BGPPeer selects the node any more, the
+// router ID changes, Herald is uninstalled), they are treated like the
+// others: withdrawals, then a Cease, so that the router forgets the routes
+// at once instead of keeping them for the restart time. ctx bounds the wait
+// for the withdrawals and notifications to be written. ShutdownFor is
+// idempotent.
+func (s *Speaker) ShutdownFor(ctx context.Context, cause, message string, restart bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state != running {
 		s.state = stopped
 		return nil
 	}
-	s.log.Info("BGP server shutting down", slog.Int("peers", len(s.peers)), slog.Int("prefixes", len(s.routes)))
+	s.log.Info("BGP server shutting down", slog.Int("peers", len(s.peers)), slog.Int("prefixes", len(s.routes)), slog.Bool("restart", restart))
 	s.stopping.Store(true)
 	var errs []error
 	gr := false
 	for _, p := range s.peers {
-		gr = gr || p.cfg.GracefulRestart
+		gr = gr || (restart && p.cfg.GracefulRestart)
 		s.setCause(p.cfg.Address, cause)
 	}
 	if !gr && len(s.routes) > 0 {
@@ -475,14 +482,14 @@ func (s *Speaker) ShutdownFor(ctx context.Context, cause, message string) error 
 	}
 	var cease []string
 	for _, p := range s.peers {
-		if !p.cfg.GracefulRestart {
+		if !restart || !p.cfg.GracefulRestart {
 			cease = append(cease, p.cfg.Address.String())
 		}
 	}
 	if err := s.adminShutdown(ctx, cease, message); err != nil {
 		errs = append(errs, err)
 	}
-	if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{AllowGracefulRestart: true}); err != nil {
+	if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{AllowGracefulRestart: restart}); err != nil {
 		errs = append(errs, fmt.Errorf("stop BGP: %w", err))
 	}
 	// BFD last: a router that reads AdminDown while the BGP session is

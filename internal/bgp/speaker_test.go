@@ -434,42 +434,63 @@ func TestShutdownWithdrawsAndCeases(t *testing.T) {
 	}
 }
 
-func TestGracefulRestartShutdownKeepsRoutes(t *testing.T) {
-	r := newRouter(t, "127.0.0.1", ebgpASN)
-	r.neighbor(speakerIP, speakerASN, func(p *api.Peer) {
-		p.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: 120}
-		for _, af := range p.AfiSafis {
-			af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
-		}
-	})
-	s, err := New(testLogger(t), Config{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: speakerASN})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p := r.peerFor("r", 0)
-	p.GracefulRestart = true
-	if err := s.SetPeers(ctx, []Peer{p}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "established", func() bool { return r.established(speakerIP) })
-	if err := s.SetAdvertisements(ctx, []Advertisement{{Prefix: netip.MustParsePrefix("198.51.100.0/24")}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "prefix", func() bool { return len(r.rib(speakerIP, bgp.RF_IPv4_UC)) == 1 })
-	if err := s.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "session down at the router", func() bool { return !r.established(speakerIP) })
-	rib := r.rib(speakerIP, bgp.RF_IPv4_UC)
-	path, ok := rib[netip.MustParsePrefix("198.51.100.0/24")]
-	if !ok || !path.Stale {
-		t.Errorf("router should keep the route as stale during graceful restart: %v", rib)
-	}
-	if down := lastDown(r.eventLog()); down == nil || down.reason == api.PeerState_DISCONNECT_REASON_NOTIFICATION_RECEIVED {
-		t.Errorf("router saw %+v, want a session closed without NOTIFICATION", down)
+// TestGracefulRestartShutdown: with graceful restart negotiated, a stop
+// for a restart leaves the route at the router as stale (no NOTIFICATION),
+// while a stop for good (a BGPPeer removed, Herald uninstalled) withdraws
+// it and sends a Cease, so that the router does not keep a route to a
+// node that announces nothing for the whole restart time.
+func TestGracefulRestartShutdown(t *testing.T) {
+	for _, restart := range []bool{true, false} {
+		t.Run(map[bool]string{true: "Restart", false: "ForGood"}[restart], func(t *testing.T) {
+			r := newRouter(t, "127.0.0.1", ebgpASN)
+			r.neighbor(speakerIP, speakerASN, func(p *api.Peer) {
+				p.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: 120}
+				for _, af := range p.AfiSafis {
+					af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+				}
+			})
+			s, err := New(testLogger(t), Config{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: speakerASN})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p := r.peerFor("r", 0)
+			p.GracefulRestart = true
+			if err := s.SetPeers(ctx, []Peer{p}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 10*time.Second, "established", func() bool { return r.established(speakerIP) })
+			if err := s.SetAdvertisements(ctx, []Advertisement{{Prefix: netip.MustParsePrefix("198.51.100.0/24")}}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "prefix", func() bool { return len(r.rib(speakerIP, bgp.RF_IPv4_UC)) == 1 })
+			if err := s.ShutdownFor(ctx, "test", AdminShutdownMessage, restart); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "session down at the router", func() bool {
+				return !r.established(speakerIP) && lastDown(r.eventLog()) != nil
+			})
+			rib := r.rib(speakerIP, bgp.RF_IPv4_UC)
+			path, ok := rib[netip.MustParsePrefix("198.51.100.0/24")]
+			down := lastDown(r.eventLog())
+			if restart {
+				if !ok || !path.Stale {
+					t.Errorf("router should keep the route as stale during graceful restart: %v", rib)
+				}
+				if down == nil || down.reason == api.PeerState_DISCONNECT_REASON_NOTIFICATION_RECEIVED {
+					t.Errorf("router saw %+v, want a session closed without NOTIFICATION", down)
+				}
+				return
+			}
+			if ok {
+				t.Errorf("router kept the route of a speaker that stopped for good: %v", rib)
+			}
+			if down == nil || down.reason != api.PeerState_DISCONNECT_REASON_NOTIFICATION_RECEIVED {
+				t.Errorf("router saw %+v, want a Cease", down)
+			}
+		})
 	}
 }
 

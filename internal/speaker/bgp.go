@@ -259,12 +259,13 @@ func (s *Speaker) bgpPlanKey(key string) {
 }
 
 // bgpShutdown stops the worker, then withdraws every prefix and closes
-// every session (without a NOTIFICATION for graceful-restart peers, after
-// BFD AdminDown), within the shutdown timeout.
-func (s *Speaker) bgpShutdown(ctx context.Context) {
+// every session, within the shutdown timeout. For a restart, sessions with
+// graceful restart are closed without a NOTIFICATION and keep their routes
+// at the routers.
+func (s *Speaker) bgpShutdown(ctx context.Context, restart bool) {
 	m := s.bgp
 	if m.worker != nil {
-		m.worker.stop(ctx)
+		m.worker.stop(ctx, restart)
 	}
 }
 

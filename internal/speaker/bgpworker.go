@@ -19,7 +19,7 @@ import (
 type bgpServer interface {
 	SetPeers(ctx context.Context, peers []bgp.Peer) error
 	SetAdvertisements(ctx context.Context, ads []bgp.Advertisement) error
-	ShutdownFor(ctx context.Context, cause, message string) error
+	ShutdownFor(ctx context.Context, cause, message string, restart bool) error
 	Status(ctx context.Context) ([]bgp.PeerStatus, error)
 	Advertised() []netip.Prefix
 }
@@ -142,10 +142,11 @@ func (w *bgpWorker) run() {
 	}
 }
 
-// stop ends the worker and then shuts the server down (withdrawing, or
-// with graceful restart keeping the routes at the routers), within the
-// shutdown timeout.
-func (w *bgpWorker) stop(ctx context.Context) {
+// stop ends the worker and then shuts the server down within the shutdown
+// timeout: for a restart, sessions with graceful restart keep their routes
+// at the routers; otherwise (Herald is uninstalled) every route is
+// withdrawn and every session gets a Cease.
+func (w *bgpWorker) stop(ctx context.Context, restart bool) {
 	w.once.Do(func() { close(w.quit) })
 	<-w.done
 	if w.srv == nil {
@@ -153,7 +154,7 @@ func (w *bgpWorker) stop(ctx context.Context) {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.shutdownTimeout)
 	defer cancel()
-	if err := w.srv.ShutdownFor(sctx, "speaker stopping", bgp.AdminShutdownMessage); err != nil {
+	if err := w.srv.ShutdownFor(sctx, "speaker stopping", bgp.AdminShutdownMessage, restart); err != nil {
 		w.log.Warn("BGP shutdown", slog.Any("error", err))
 	}
 	w.srv = nil
@@ -188,7 +189,7 @@ func (w *bgpWorker) apply(ctx context.Context, want *bgpWant) bool {
 		}
 		w.log.Info("stopping the BGP server", slog.String("cause", cause))
 		sctx, cancel := context.WithTimeout(ctx, w.shutdownTimeout)
-		err := w.srv.ShutdownFor(sctx, cause, "Herald: "+cause)
+		err := w.srv.ShutdownFor(sctx, cause, "Herald: "+cause, false)
 		cancel()
 		if err != nil {
 			w.log.Warn("BGP shutdown", slog.Any("error", err))

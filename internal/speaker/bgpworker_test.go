@@ -66,7 +66,7 @@ func (f *fakeBGP) SetAdvertisements(_ context.Context, ads []bgp.Advertisement) 
 	return nil
 }
 
-func (f *fakeBGP) ShutdownFor(_ context.Context, cause, _ string) error {
+func (f *fakeBGP) ShutdownFor(_ context.Context, cause, _ string, _ bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stopped = cause
@@ -118,7 +118,7 @@ func newWorkerHarness(t *testing.T) *workerHarness {
 		},
 	})
 	h.w.start()
-	t.Cleanup(func() { h.w.stop(context.Background()) })
+	t.Cleanup(func() { h.w.stop(context.Background(), true) })
 	return h
 }
 

@@ -58,6 +58,10 @@ type Config struct {
 	NodeName string
 	// Namespace is the speaker's namespace, where its Secret and pods are.
 	Namespace string
+	// PodName is the speaker's pod, whose DaemonSet tells an uninstall
+	// from a restart (see stopsForGood). Empty: every stop is a restart,
+	// unless Namespace is being deleted.
+	PodName string
 	// LBClass is the loadBalancerClass the speaker serves; empty serves the
 	// Services without a class.
 	LBClass string
@@ -125,8 +129,12 @@ type Speaker struct {
 	secrets  corelisters.SecretNamespaceLister
 	keyFact  informers.SharedInformerFactory // the memberlist Secret alone
 	keySec   corelisters.SecretNamespaceLister
-	bgp      *bgpMode // nil when BGP mode is disabled
-	ann      *annWriter
+	nsFact   informers.SharedInformerFactory // the speaker's namespace alone
+	// uninstalling is set once the speaker's namespace is being deleted:
+	// the configuration is then kept as it is until the speaker stops.
+	uninstalling atomic.Bool
+	bgp          *bgpMode // nil when BGP mode is disabled
+	ann          *annWriter
 
 	pend pending
 
@@ -374,6 +382,11 @@ func (s *Speaker) setupInformers() error {
 		s.secrets = secInf.Lister().Secrets(s.cfg.Namespace)
 	}
 
+	if s.cfg.Namespace != "" {
+		if err := s.watchNamespace(); err != nil {
+			return err
+		}
+	}
 	if s.cfg.SecretName != "" {
 		// The memberlist Secret is followed live, for key rotations.
 		name := s.cfg.SecretName
@@ -422,6 +435,18 @@ func sliceServiceKeys(obj any) ([]string, error) {
 	return []string{es.Namespace + "/" + name}, nil
 }
 
+// extraFactories are the informer factories besides the main one that
+// this speaker's configuration needs.
+func (s *Speaker) extraFactories() []informers.SharedInformerFactory {
+	var out []informers.SharedInformerFactory
+	for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact, s.keyFact, s.nsFact} {
+		if f != nil {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // Run runs the speaker until ctx ends, then stops answering, leaves the
 // memberlist and returns. It returns an error if it could not start.
 func (s *Speaker) Run(ctx context.Context) error {
@@ -429,18 +454,15 @@ func (s *Speaker) Run(ctx context.Context) error {
 	defer stopInformers()
 	s.factory.Start(infCtx.Done())
 	s.herald.Run(infCtx)
-	for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact, s.keyFact} {
-		if f != nil {
-			f.Start(infCtx.Done())
-		}
+	extra := s.extraFactories()
+	for _, f := range extra {
+		f.Start(infCtx.Done())
 	}
 	defer func() {
 		stopInformers()
 		s.factory.Shutdown()
-		for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact, s.keyFact} {
-			if f != nil {
-				f.Shutdown()
-			}
+		for _, f := range extra {
+			f.Shutdown()
 		}
 	}()
 	synced := []cache.InformerSynced{s.herald.HasSynced}
@@ -452,10 +474,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 			return fmt.Errorf("speaker: %v cache not synced: %w", typ, ctx.Err())
 		}
 	}
-	for _, f := range []informers.SharedInformerFactory{s.podFact, s.secFact, s.keyFact} {
-		if f == nil {
-			continue
-		}
+	for _, f := range extra {
 		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 			if !ok {
 				return fmt.Errorf("speaker: %v cache not synced: %w", typ, ctx.Err())
@@ -524,7 +543,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 	// The routers move the traffic to the other nodes' paths at once.
 	if s.bgp != nil {
 		s.bgp.stopping.Store(true)
-		s.bgpShutdown(ctx)
+		forGood, why := s.stopsForGood(ctx)
+		s.log.Info("stopping BGP", slog.Bool("forGood", forGood), slog.String("why", why))
+		s.bgpShutdown(ctx, !forGood)
 		s.log.Info("BGP stopped")
 		stopStatus()
 		statusWG.Wait()
@@ -829,7 +850,7 @@ func (s *Speaker) syncNode(name string, keys map[string]bool) {
 func (s *Speaker) process(ctx context.Context) {
 	services, nodes, cfgDirty, peersDirty := s.pend.take()
 	keys, bgpKeys := make(map[string]bool), make(map[string]bool)
-	if cfgDirty {
+	if cfgDirty && !s.uninstalling.Load() {
 		s.rebuildConfig(keys, bgpKeys)
 	}
 	for _, name := range nodes {
