@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/heraldlb/herald/e2etest/testbed"
 )
@@ -330,6 +331,41 @@ spec: {myASN: 64600, peerASN: %d, peerAddress: %s, holdTime: 9s, connectTime: 1s
 		if err := bird.Reconfigure(ctx, birdConfig(bed, 0)); err != nil {
 			t.Fatal(err)
 		}
+	})
+
+	t.Run("PeersRemovedWithdraw", func(t *testing.T) {
+		// Removing every BGPPeer stops each node's BGP server for good:
+		// the routes are withdrawn and a Cease sent, graceful restart or
+		// not (the bird peer has it, with 60 s). Neither router may keep
+		// a stale path to a node that no longer announces. First the
+		// BIRD sessions come back from the prefix guard, which a change of
+		// the peer lifts.
+		patchPeer(t, bed, "bird", `{"spec":{"connectTime":"2s"}}`)
+		eventually(t, 60*time.Second, "BIRD has the prefix from both nodes", func() (bool, string) {
+			a, _ := bird.RoutesFrom(ctx, prefix, birdProto(n1))
+			b, _ := bird.RoutesFrom(ctx, prefix, birdProto(n2))
+			return a == 1 && b == 1, fmt.Sprint(a, b)
+		})
+		ri, err := bed.Resource(schema.GroupVersionKind{Group: "herald.io", Version: "v1beta1", Kind: "BGPPeer"}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		begin := time.Now()
+		for _, name := range []string{"frr", "bird"} {
+			if err := ri.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 15*time.Second, "no router keeps a path from the nodes (graceful-restart time 60 s)", func() (bool, string) {
+			// birdc fails with "Network not found" when it has no route.
+			absent := func(err error) bool { return err == nil || strings.Contains(err.Error(), "Network not found") }
+			a, errA := bird.RoutesFrom(ctx, prefix, birdProto(n1))
+			b, errB := bird.RoutesFrom(ctx, prefix, birdProto(n2))
+			paths, errF := rb.rib(ctx, prefix)
+			return absent(errA) && absent(errB) && errF == nil && a == 0 && b == 0 && len(paths) == 0,
+				fmt.Sprintf("BIRD %d %d, FRR %d paths (%v %v %v)", a, b, len(paths), errA, errB, errF)
+		})
+		t.Logf("FIGURE every BGPPeer removed: both routers dropped the nodes' paths %v later", time.Since(begin).Round(time.Millisecond))
 	})
 }
 
