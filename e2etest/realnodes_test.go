@@ -968,8 +968,16 @@ func (rb *realBed) rollingUpgrade(upgrade func(), l2, bgp netip.Addr, ctrlImage,
 	ns := testbed.HeraldNamespace
 	sw := watchServiceIPs(t, bed, map[string]string{"herald-example-l2/web": l2.String(), "herald-example-bgp/web": bgp.String()})
 	p := rb.startProbes(l2, bgp)
+	lctx, stopLogs := context.WithCancel(context.Background())
+	defer stopLogs()
+	logs := rb.keepLogs(lctx)
 	time.Sleep(time.Second) // a baseline before the roll
 	begin := time.Now()
+	defer func() {
+		if t.Failed() {
+			t.Logf("the old Herald pods' last log lines, from the start of the roll:\n%s", logs.since(begin.Add(-time.Second)))
+		}
+	}()
 	upgrade()
 	d := waitUntil(t, 6*time.Minute, "DaemonSet and Deployment rolled to "+version, func(ctx context.Context) (bool, string) {
 		dep, err := bed.Client.AppsV1().Deployments(ns).Get(ctx, "herald-controller", metav1.GetOptions{})

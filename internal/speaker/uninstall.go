@@ -66,9 +66,11 @@ func (s *Speaker) stopsForGood(ctx context.Context) (bool, string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), uninstallTimeout)
 	defer cancel()
 	c := s.cfg.Clients.Kube
+	// The pod itself is being deleted whenever it is told to stop, in a
+	// roll too: only its DaemonSet tells.
 	pod, err := c.CoreV1().Pods(s.cfg.Namespace).Get(ctx, s.cfg.PodName, metav1.GetOptions{})
-	if gone, why := goneOrRefused("pod "+s.cfg.PodName, pod, err); gone || err != nil {
-		return gone, why
+	if err != nil {
+		return goneOrRefused("pod "+s.cfg.PodName, nil, err)
 	}
 	owner := metav1.GetControllerOf(pod)
 	if owner == nil || owner.Kind != "DaemonSet" {

@@ -35,7 +35,8 @@ func TestStopsForGood(t *testing.T) {
 		return d
 	}
 	yes := true
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "herald-speaker-abcde", Namespace: ns,
+	// Told to stop: the pod is being deleted, in a roll as in an uninstall.
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "herald-speaker-abcde", Namespace: ns, DeletionTimestamp: &now,
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "herald-speaker", UID: "ds-1", Controller: &yes}}}}
 	forbidden := func(resource string) k8stesting.ReactionFunc {
 		return func(k8stesting.Action) (bool, runtime.Object, error) {
