@@ -68,12 +68,19 @@ func wantL2(self string, members []string, infos func(string) *ServiceInfo, ips 
 }
 
 // wantBGP returns the BGP objects this node wants for a group key: one per
-// member Service with an IP inside an advertised prefix, naming the peers
-// the prefixes go to (every peer of the node for an advertisement that
-// names none).
+// member Service with an IP inside a prefix advertised to one of the
+// node's peers, naming the peers the prefixes go to (every peer of the
+// node for an advertisement that names none; of the peers an
+// advertisement names, only the node's). A node without such a peer
+// advertises to nobody and has no object: the objects are the nodes that
+// would advertise, which the reporter and `kubectl herald why` judge
+// against the BGPSessionStates.
 func wantBGP(self string, members []string, infos func(string) *ServiceInfo, ads []bgp.Advertisement, peers []bgp.Peer, out annObject) {
-	if len(ads) == 0 {
+	if len(ads) == 0 || len(peers) == 0 {
 		return
+	}
+	has := func(name string) bool {
+		return slices.ContainsFunc(peers, func(p bgp.Peer) bool { return p.Name == name })
 	}
 	for _, m := range members {
 		info := infos(m)
@@ -89,14 +96,17 @@ func wantBGP(self string, members []string, infos func(string) *ServiceInfo, ads
 				if !ad.Prefix.Contains(ip) {
 					continue
 				}
-				in = true
 				if len(ad.Peers) == 0 {
+					in = true
 					for _, p := range peers {
 						to[p.Name] = true
 					}
 				}
 				for _, p := range ad.Peers {
-					to[p] = true
+					if has(p) {
+						in = true
+						to[p] = true
+					}
 				}
 			}
 			if in {
