@@ -237,10 +237,12 @@ func (s *Speaker) flushAnnouncements() {
 	}
 	clear(s.annKeys)
 	if reporter {
-		// The BGP objects of a node that left: its routes are withdrawn (or
-		// its BGP sessions dead), and no one else writes them.
+		// The objects of a node that left: its BGP routes are withdrawn
+		// (or its BGP sessions dead), and no one else writes them; its L2
+		// objects of Services that are gone (deleted while it was dying)
+		// no key owns any more, so no new owner overwrites them.
 		for _, node := range s.annLeft {
-			purge = append(purge, s.goneBGP(node)...)
+			purge = append(purge, s.goneObjects(node)...)
 		}
 	}
 	s.annLeft = s.annLeft[:0]
@@ -256,7 +258,7 @@ func (s *Speaker) flushAnnouncements() {
 		if reporter {
 			for _, node := range s.ann.nodes() {
 				if !s.isAlive(node) {
-					purge = append(purge, s.goneBGP(node)...)
+					purge = append(purge, s.goneObjects(node)...)
 				}
 			}
 		}
@@ -276,14 +278,18 @@ func (s *Speaker) isAlive(node string) bool {
 	return ok
 }
 
-// goneBGP returns the cached BGP objects of a node that is not alive.
-func (s *Speaker) goneBGP(node string) []string {
+// goneObjects returns the cached objects of a node that is not alive that
+// nobody else will write: its BGP objects, and its L2 objects of Services
+// that have nothing to announce any more (deleted, or without an address).
+// Its L2 objects of Services that still have one are the new owner's to
+// overwrite, or the reporter's to delete when no node owns their key.
+func (s *Speaker) goneObjects(node string) []string {
 	if node == s.self || s.isAlive(node) {
 		return nil
 	}
 	var out []string
 	for _, a := range s.ann.byNode(node) {
-		if a.Status.Protocol == v1beta1.ProtocolBGP {
+		if a.Status.Protocol == v1beta1.ProtocolBGP || s.st.Info(a.Namespace+"/"+a.Status.Service) == nil {
 			out = append(out, a.Namespace+"/"+a.Name)
 		}
 	}
