@@ -147,3 +147,33 @@ func announcementsFollow(t *testing.T, ctx context.Context, b *l2Bed, addr netip
 		t.Errorf("announcements %v, want web.l2 only", names)
 	}
 }
+
+// deadOwnerObjectGoes deletes a Service right after its owner's speaker
+// is killed, before the survivors notice: nobody owns the Service's key any
+// more when the owner leaves the memberlist, so the dead owner's
+// <service>.l2 object is the survivors' to delete (the reporter's), before
+// the dead speaker comes back.
+func deadOwnerObjectGoes(t *testing.T, ctx context.Context, b *l2Bed) {
+	ips := b.service(ctx, testbed.ServiceSpec{Name: "orphan", Pods: b.podsOn("node1", "node2")}, 1)
+	var owner string
+	eventually(t, 20*time.Second, "orphan.l2 exists", func() (bool, string) {
+		got := announcements(t, ctx, b.Bed, "default")
+		owner, _, _ = strings.Cut(got["orphan.l2"], " ")
+		return strings.HasSuffix(got["orphan.l2"], " L2 "+ips[0].String()), fmt.Sprint(got)
+	})
+	if err := b.speakers[owner].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Client.CoreV1().Services("default").Delete(ctx, "orphan", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eventually(t, 30*time.Second, "orphan.l2 of the dead owner "+owner+" is deleted by the survivor", func() (bool, string) {
+		got := announcements(t, ctx, b.Bed, "default")
+		_, ok := got["orphan.l2"]
+		return !ok, fmt.Sprint(got)
+	})
+	t.Logf("orphan.l2 (owner %s killed, Service deleted) gone %v after the deletion", owner, time.Since(start).Round(time.Millisecond))
+	b.startSpeaker(ctx, b.node(owner))
+	b.waitMembers(ctx, 2)
+}

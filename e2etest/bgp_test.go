@@ -575,6 +575,8 @@ func TestBGP(t *testing.T) {
 		t.Logf("%s: %d paths with 65000:100, large 64600:7:8, iBGP localPref 250; %s: %d paths with IPv6 next hops", web[0], len(paths), web[1], len(paths6))
 	})
 
+	t.Run("SessionDownSaysWhy", func(t *testing.T) { b.with(t).sessionDownSaysWhy(ctx, t) })
+
 	t.Run("Aggregation", func(t *testing.T) {
 		b := b.with(t)
 		ips := b.serviceIPs(ctx, testbed.ServiceSpec{Name: "agg", Pods: all, Mutate: func(s *corev1.Service) {

@@ -61,6 +61,7 @@ func TestL2Operator(t *testing.T) {
 	}
 	ip := ips[0]
 	t.Run("AnnouncementsFollow", func(t *testing.T) { announcementsFollow(t, ctx, b, ip) })
+	t.Run("DeadOwnerObjectGoesWithService", func(t *testing.T) { deadOwnerObjectGoes(t, ctx, b) })
 	t.Run("CNIBridgeNeverAnswers", func(t *testing.T) {
 		// node1 owns the IP while node2 is excluded.
 		label(t, ctx, b, "node2", true)

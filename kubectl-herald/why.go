@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/heraldlb/herald/api/v1beta1"
+	"github.com/heraldlb/herald/internal/bgpwhy"
 )
 
 // Exit codes of "why".
@@ -63,6 +64,9 @@ type whyReport struct {
 	Service string        `json:"service"`
 	Links   []link        `json:"links"`
 	Nodes   []nodeVerdict `json:"nodes,omitempty"`
+	// BGP is what the BGP link judged: the advertising nodes and the
+	// state of each session they advertise on.
+	BGP *bgpwhy.Verdict `json:"bgp,omitempty"`
 	// Broken is the first broken link in plain words; empty when none is.
 	Broken string `json:"broken,omitempty"`
 }
@@ -311,30 +315,69 @@ func diagnose(in whyInput) whyReport {
 		}
 	}
 
-	// 8. BGP sessions.
+	// 8. BGP sessions: the nodes that advertise the Service (its
+	// ServiceAnnouncements <service>.bgp.<node>) and the sessions each has
+	// to the peers it advertises to, judged as the reporting speaker does.
 	if len(bgpAds) > 0 {
-		up, total := 0, 0
+		var anns []v1beta1.ServiceAnnouncementStatus
+		for _, a := range in.announcements {
+			if a.Status.Service == svc.Name {
+				anns = append(anns, a.Status)
+			}
+		}
+		v := bgpwhy.Judge(anns, func(node, peer string) (string, bool) {
+			for _, s := range in.sessions {
+				if s.Status.Node == node && s.Status.Peer == peer {
+					return s.Status.State, true
+				}
+			}
+			return "", false
+		})
+		if len(v.Nodes) > 0 {
+			r.BGP = &v
+		}
 		var down []string
-		for _, s := range in.sessions {
-			total++
-			if s.Status.State == "Established" {
-				up++
-			} else {
-				down = append(down, fmt.Sprintf("%s: %s", s.Name, s.Status.State))
+		for _, l := range v.Links {
+			if l.State != bgpwhy.Established {
+				down = append(down, l.String())
 			}
 		}
 		switch {
-		case total == 0:
-			add("bgp", linkBroken, "no BGPSessionState: no BGPPeer selects a node, or no speaker runs BGP")
-		case up == 0:
-			add("bgp", linkBroken, "no BGP session is established (%s)", strings.Join(down, "; "))
+		case len(v.Nodes) == 0:
+			r.whyNoBGPNode(in.sessions, add)
+		case v.Reason != "":
+			add("bgp", linkBroken, "%s", v.Message())
 		case len(down) > 0:
-			add("bgp", linkWarn, "%d of %d sessions established (%s)", up, total, strings.Join(down, "; "))
+			add("bgp", linkWarn, "advertised by %s; %d of %d sessions established (down: %s)", strings.Join(v.Nodes, ","), v.Up, len(v.Links), strings.Join(down, "; "))
 		default:
-			add("bgp", linkOK, "%d sessions established", up)
+			add("bgp", linkOK, "advertised by %s on %d established session(s)", strings.Join(v.Nodes, ","), v.Up)
 		}
 	}
 	return r
+}
+
+// whyNoBGPNode says what it can when no node advertises the Service in BGP
+// mode: the sessions of the cluster.
+func (r *whyReport) whyNoBGPNode(sessions []v1beta1.BGPSessionState, add func(step, status, format string, args ...any)) {
+	up, total := 0, 0
+	var down []string
+	for _, s := range sessions {
+		total++
+		if s.Status.State == bgpwhy.Established {
+			up++
+		} else {
+			down = append(down, fmt.Sprintf("%s: %s", s.Name, s.Status.State))
+		}
+	}
+	switch {
+	case total == 0:
+		add("bgp", linkBroken, "no BGPSessionState: no BGPPeer selects a node, or no speaker runs BGP")
+	case up == 0:
+		add("bgp", linkBroken, "no BGP session is established (%s)", strings.Join(down, "; "))
+	default:
+		add("bgp", linkWarn, "no node advertises the Service (no ServiceAnnouncement %s.bgp.<node>): no BGPAdvertisement selects a node with one of its peers, "+
+			"or externalTrafficPolicy is Local without a ready endpoint; %d of %d sessions established", r.Service[strings.Index(r.Service, "/")+1:], up, total)
+	}
 }
 
 func selects(sels []metav1.LabelSelector, l map[string]string) bool {
@@ -488,6 +531,16 @@ func printWhy(w io.Writer, r whyReport, format string) error {
 		fmt.Fprintf(tw, "\nNODE\tELIGIBLE\tREASON\n")
 		for _, n := range r.Nodes {
 			fmt.Fprintf(tw, "%s\t%v\t%s\n", n.Node, n.Eligible, n.Reason)
+		}
+	}
+	if r.BGP != nil && len(r.BGP.Links) > 0 {
+		fmt.Fprintf(tw, "\nBGP NODE\tPEER\tSESSION\n")
+		for _, l := range r.BGP.Links {
+			st := l.State
+			if st == "" {
+				st = "(no BGPSessionState)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Node, l.Peer, st)
 		}
 	}
 	if err := tw.Flush(); err != nil {

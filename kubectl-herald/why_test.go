@@ -61,6 +61,30 @@ func TestDiagnose(t *testing.T) {
 			in.bgpAds = []v1beta1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"l2"}}}}
 			in.sessions = []v1beta1.BGPSessionState{{ObjectMeta: metav1.ObjectMeta{Name: "node1-router"}, Status: v1beta1.BGPSessionStateStatus{State: "Active"}}}
 		}, "bgp: no BGP session is established"},
+		{"every session of the advertising nodes down", func(in *whyInput) {
+			in.l2 = nil
+			in.bgpAds = []v1beta1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"l2"}}}}
+			in.announcements = []v1beta1.ServiceAnnouncement{
+				{Status: v1beta1.ServiceAnnouncementStatus{Service: "web", Protocol: "BGP", Node: "node1", IPs: []string{"198.18.0.200"}, Peers: []string{"core"}}},
+			}
+			// node2's session is up, but node2 does not advertise the Service.
+			in.sessions = []v1beta1.BGPSessionState{
+				{ObjectMeta: metav1.ObjectMeta{Name: "node1-core"}, Status: v1beta1.BGPSessionStateStatus{Node: "node1", Peer: "core", State: "Active"}},
+				{ObjectMeta: metav1.ObjectMeta{Name: "node2-edge"}, Status: v1beta1.BGPSessionStateStatus{Node: "node2", Peer: "edge", State: "Established"}},
+			}
+		}, "bgp: no BGP session is established on the nodes that advertise it (node1), so no router learns the route: node1 to peer core: Active"},
+		{"one advertising node's session up", func(in *whyInput) {
+			in.l2 = nil
+			in.bgpAds = []v1beta1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"l2"}}}}
+			in.announcements = []v1beta1.ServiceAnnouncement{
+				{Status: v1beta1.ServiceAnnouncementStatus{Service: "web", Protocol: "BGP", Node: "node1", IPs: []string{"198.18.0.200"}, Peers: []string{"edge"}}},
+				{Status: v1beta1.ServiceAnnouncementStatus{Service: "web", Protocol: "BGP", Node: "node2", IPs: []string{"198.18.0.200"}, Peers: []string{"edge"}}},
+			}
+			in.sessions = []v1beta1.BGPSessionState{
+				{ObjectMeta: metav1.ObjectMeta{Name: "node1-edge"}, Status: v1beta1.BGPSessionStateStatus{Node: "node1", Peer: "edge", State: "Active"}},
+				{ObjectMeta: metav1.ObjectMeta{Name: "node2-edge"}, Status: v1beta1.BGPSessionStateStatus{Node: "node2", Peer: "edge", State: "Established"}},
+			}
+		}, ""},
 		{"the ServiceAnnouncement is the truth, not an older NotAnnounced event", func(in *whyInput) {
 			in.events = append(in.events, corev1.Event{Reason: "NotAnnounced", Message: "no node announces", LastTimestamp: metav1.NewTime(in.events[0].LastTimestamp.Add(1e9))})
 			in.announcements = []v1beta1.ServiceAnnouncement{{Status: v1beta1.ServiceAnnouncementStatus{Service: "web", Protocol: "L2", Node: "node2", IPs: []string{"198.18.0.200"}}}}

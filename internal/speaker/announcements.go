@@ -68,12 +68,19 @@ func wantL2(self string, members []string, infos func(string) *ServiceInfo, ips 
 }
 
 // wantBGP returns the BGP objects this node wants for a group key: one per
-// member Service with an IP inside an advertised prefix, naming the peers
-// the prefixes go to (every peer of the node for an advertisement that
-// names none).
+// member Service with an IP inside a prefix advertised to one of the
+// node's peers, naming the peers the prefixes go to (every peer of the
+// node for an advertisement that names none; of the peers an
+// advertisement names, only the node's). A node without such a peer
+// advertises to nobody and has no object: the objects are the nodes that
+// would advertise, which the reporter and `kubectl herald why` judge
+// against the BGPSessionStates.
 func wantBGP(self string, members []string, infos func(string) *ServiceInfo, ads []bgp.Advertisement, peers []bgp.Peer, out annObject) {
-	if len(ads) == 0 {
+	if len(ads) == 0 || len(peers) == 0 {
 		return
+	}
+	has := func(name string) bool {
+		return slices.ContainsFunc(peers, func(p bgp.Peer) bool { return p.Name == name })
 	}
 	for _, m := range members {
 		info := infos(m)
@@ -89,14 +96,17 @@ func wantBGP(self string, members []string, infos func(string) *ServiceInfo, ads
 				if !ad.Prefix.Contains(ip) {
 					continue
 				}
-				in = true
 				if len(ad.Peers) == 0 {
+					in = true
 					for _, p := range peers {
 						to[p.Name] = true
 					}
 				}
 				for _, p := range ad.Peers {
-					to[p] = true
+					if has(p) {
+						in = true
+						to[p] = true
+					}
 				}
 			}
 			if in {
@@ -227,10 +237,12 @@ func (s *Speaker) flushAnnouncements() {
 	}
 	clear(s.annKeys)
 	if reporter {
-		// The BGP objects of a node that left: its routes are withdrawn (or
-		// its BGP sessions dead), and no one else writes them.
+		// The objects of a node that left: its BGP routes are withdrawn
+		// (or its BGP sessions dead), and no one else writes them; its L2
+		// objects of Services that are gone (deleted while it was dying)
+		// no key owns any more, so no new owner overwrites them.
 		for _, node := range s.annLeft {
-			purge = append(purge, s.goneBGP(node)...)
+			purge = append(purge, s.goneObjects(node)...)
 		}
 	}
 	s.annLeft = s.annLeft[:0]
@@ -246,7 +258,7 @@ func (s *Speaker) flushAnnouncements() {
 		if reporter {
 			for _, node := range s.ann.nodes() {
 				if !s.isAlive(node) {
-					purge = append(purge, s.goneBGP(node)...)
+					purge = append(purge, s.goneObjects(node)...)
 				}
 			}
 		}
@@ -266,14 +278,18 @@ func (s *Speaker) isAlive(node string) bool {
 	return ok
 }
 
-// goneBGP returns the cached BGP objects of a node that is not alive.
-func (s *Speaker) goneBGP(node string) []string {
+// goneObjects returns the cached objects of a node that is not alive that
+// nobody else will write: its BGP objects, and its L2 objects of Services
+// that have nothing to announce any more (deleted, or without an address).
+// Its L2 objects of Services that still have one are the new owner's to
+// overwrite, or the reporter's to delete when no node owns their key.
+func (s *Speaker) goneObjects(node string) []string {
 	if node == s.self || s.isAlive(node) {
 		return nil
 	}
 	var out []string
 	for _, a := range s.ann.byNode(node) {
-		if a.Status.Protocol == v1beta1.ProtocolBGP {
+		if a.Status.Protocol == v1beta1.ProtocolBGP || s.st.Info(a.Namespace+"/"+a.Status.Service) == nil {
 			out = append(out, a.Namespace+"/"+a.Name)
 		}
 	}

@@ -117,6 +117,8 @@ func TestWantBGP(t *testing.T) {
 		{"none", nil, nil, nil},
 		{"every peer", []bgp.Advertisement{{Prefix: netip.MustParsePrefix("203.0.113.0/24")}}, []string{"203.0.113.7"}, []string{"r1", "r2"}},
 		{"named peers", []bgp.Advertisement{{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Peers: []string{"r2"}}}, []string{"203.0.113.7"}, []string{"r2"}},
+		{"named peers the node lacks", []bgp.Advertisement{{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Peers: []string{"r3"}}}, nil, nil},
+		{"named peers, some the node lacks", []bgp.Advertisement{{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Peers: []string{"r3", "r1"}}}, []string{"203.0.113.7"}, []string{"r1"}},
 	} {
 		out := annObject{}
 		wantBGP("n1", []string{"ns/web"}, infos, c.ads, peers, out)

@@ -30,8 +30,12 @@ const resourceAnnouncements = "serviceannouncements"
 // whichever node made it.
 const annFieldManager = "herald-speaker"
 
-// annIndexNode indexes the ServiceAnnouncements by their node.
-const annIndexNode = "node"
+// annIndexNode indexes the ServiceAnnouncements by their node, and
+// annIndexService by their Service (namespace/name).
+const (
+	annIndexNode    = "node"
+	annIndexService = "service"
+)
 
 // annWant is what the writer should make of one object: write status, or
 // delete it (status nil) while it names this node, or any node (anyNode).
@@ -67,6 +71,12 @@ func newAnnWriter(self string, c *k8s.Clients, log *slog.Logger) (*annWriter, er
 		annIndexNode: func(obj any) ([]string, error) {
 			if a, ok := obj.(*v1beta1.ServiceAnnouncement); ok && a.Status.Node != "" {
 				return []string{a.Status.Node}, nil
+			}
+			return nil, nil
+		},
+		annIndexService: func(obj any) ([]string, error) {
+			if a, ok := obj.(*v1beta1.ServiceAnnouncement); ok && a.Status.Service != "" {
+				return []string{a.Namespace + "/" + a.Status.Service}, nil
 			}
 			return nil, nil
 		},
@@ -162,6 +172,23 @@ func (w *annWriter) byNode(node string) []*v1beta1.ServiceAnnouncement {
 		}
 	}
 	return out
+}
+
+// byService returns the cached objects of a Service (namespace/name).
+func (w *annWriter) byService(svc string) []*v1beta1.ServiceAnnouncement {
+	objs, _ := w.inf.GetIndexer().ByIndex(annIndexService, svc)
+	out := make([]*v1beta1.ServiceAnnouncement, 0, len(objs))
+	for _, o := range objs {
+		if a, ok := o.(*v1beta1.ServiceAnnouncement); ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// services returns the Services (namespace/name) that cached objects name.
+func (w *annWriter) services() []string {
+	return w.inf.GetIndexer().ListIndexFuncValues(annIndexService)
 }
 
 // cached returns the cached object of namespace/name.

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldlb/herald/internal/bgp"
+	"github.com/heraldlb/herald/internal/bgpwhy"
 	"github.com/heraldlb/herald/internal/election"
 )
 
@@ -23,7 +24,7 @@ type Collector struct {
 	bgpUp, bgpState, bgpPrefixes, bgpUpdates       *prometheus.Desc
 	bgpNotif, bfdUp, bgpAdvertised                 *prometheus.Desc
 	rebuilds, elections, bgpPlans, unannounced     *prometheus.Desc
-	annWrites, annFailures                         *prometheus.Desc
+	annWrites, annFailures, unadvertised           *prometheus.Desc
 }
 
 // NewCollector returns the collector of s.
@@ -63,6 +64,9 @@ func NewCollector(s *Speaker) *Collector {
 		bgpPlans:      d("bgp_plans_total", "Election keys whose BGP advertisements were planned again."),
 		unannounced: d("layer2_unannounced_ips", "Allocated IPs that no node announces in layer 2 mode, by reason; "+
 			"counted by one speaker (the live one with the lowest node name), 0 on the others.", "reason"),
+		unadvertised: d("bgp_unadvertised_ips", "Allocated IPs that nodes advertise in BGP mode but that no router can learn, by reason "+
+			"(NoEstablishedSession: no advertising node has an established session to a peer it advertises them to); "+
+			"counted by one speaker (the live one with the lowest node name), 0 on the others.", "reason"),
 		annWrites:   d("announcement_status_writes_total", "ServiceAnnouncement writes this speaker made, by operation (apply, delete).", "op"),
 		annFailures: d("announcement_status_write_failures_total", "ServiceAnnouncement writes that failed and were retried."),
 	}
@@ -73,7 +77,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.announced, c.members, c.ipvs, c.arpReq, c.arpRep, c.garp, c.ndpSol,
 		c.ndpAdv, c.unsolNA, c.malformed, c.sendErr, c.mismatches, c.rejected, c.rotations, c.keyInfo, c.keys, c.reannounce,
 		c.bgpUp, c.bgpState, c.bgpPrefixes, c.bgpUpdates, c.bgpNotif, c.bfdUp, c.bgpAdvertised, c.rebuilds, c.elections, c.bgpPlans, c.unannounced,
-		c.annWrites, c.annFailures} {
+		c.annWrites, c.annFailures, c.unadvertised} {
 		ch <- d
 	}
 }
@@ -92,6 +96,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range []election.Reason{election.ReasonNoLiveNode, election.ReasonNoAdvertisement, election.ReasonExcluded,
 		election.ReasonNotSelected, election.ReasonNoInterface, election.ReasonNoEndpoint} {
 		ch <- prometheus.MustNewConstMetric(c.unannounced, prometheus.GaugeValue, float64(un[r]), string(r))
+	}
+	if c.s.bgpRep != nil {
+		ua := c.s.UnadvertisedIPs()
+		ch <- prometheus.MustNewConstMetric(c.unadvertised, prometheus.GaugeValue, float64(ua[bgpwhy.ReasonNoSession]), bgpwhy.ReasonNoSession)
 	}
 	applies, deletes, failures := c.s.ann.Writes()
 	ch <- prometheus.MustNewConstMetric(c.annWrites, prometheus.CounterValue, float64(applies), "apply")

@@ -135,6 +135,7 @@ type Speaker struct {
 	uninstalling atomic.Bool
 	bgp          *bgpMode // nil when BGP mode is disabled
 	ann          *annWriter
+	bgpRep       *bgpReporter // nil when BGP mode is disabled
 
 	pend pending
 
@@ -191,6 +192,11 @@ type pending struct {
 	config   bool
 	peers    bool
 	keys     bool
+	// bgpSvcs and bgpNodes are the Services whose BGP ServiceAnnouncements
+	// changed and the nodes whose BGPSessionStates changed, for the
+	// reporter (see bgpreport.go).
+	bgpSvcs  map[string]struct{}
+	bgpNodes map[string]struct{}
 	signal   chan struct{}
 }
 
@@ -219,6 +225,21 @@ func (p *pending) takeKeys() bool {
 	k := p.keys
 	p.keys = false
 	return k
+}
+
+// takeBGP returns and clears what the BGP reporter should look at again.
+func (p *pending) takeBGP() (svcs, nodes []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k := range p.bgpSvcs {
+		svcs = append(svcs, k)
+	}
+	for k := range p.bgpNodes {
+		nodes = append(nodes, k)
+	}
+	clear(p.bgpSvcs)
+	clear(p.bgpNodes)
+	return svcs, nodes
 }
 
 // take returns and clears what is pending.
@@ -276,6 +297,8 @@ func New(cfg Config) (*Speaker, error) {
 		pend: pending{
 			services: make(map[string]struct{}),
 			nodes:    make(map[string]struct{}),
+			bgpSvcs:  make(map[string]struct{}),
+			bgpNodes: make(map[string]struct{}),
 			signal:   make(chan struct{}, 1),
 		},
 	}
@@ -290,6 +313,9 @@ func New(cfg Config) (*Speaker, error) {
 	s.st = NewState(cfg.NodeName, func() { s.elections.Add(1) })
 	if !cfg.BGP.Disabled {
 		s.bgp = newBGPMode(cfg.BGP)
+		if err := s.setupBGPReporter(); err != nil {
+			return nil, err
+		}
 	}
 	opts := cfg.Layer2
 	opts.Logger = log.With(slog.String("component", "layer2"))
@@ -454,6 +480,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 	defer stopInformers()
 	s.factory.Start(infCtx.Done())
 	s.herald.Run(infCtx)
+	if s.bgpRep != nil {
+		go s.bgpRep.sessions.RunWithContext(infCtx)
+	}
 	extra := s.extraFactories()
 	for _, f := range extra {
 		f.Start(infCtx.Done())
@@ -757,6 +786,7 @@ func (s *Speaker) loop(ctx context.Context, cluster *membership.Cluster) {
 			s.pollInterfaces(ctx, cluster)
 			s.reportUnannounced()
 			s.flushAnnouncements()
+			s.reportBGP(time.Now())
 		case <-ipvsTick.C:
 			s.checkIPVS()
 		}
@@ -770,6 +800,7 @@ func (s *Speaker) memberEvent(ev membership.Event) {
 	s.applyMember(ev, changed)
 	s.reconcile(s.drainMembers(changed))
 	s.flushAnnouncements()
+	s.reportBGP(time.Now())
 	if s.joinedOrLeft {
 		// After a partition heals, the clients of the other side may hold
 		// the MAC of a node that answered there: tell them again.
@@ -784,6 +815,9 @@ func (s *Speaker) applyMember(ev membership.Event, changed map[string]bool) {
 	if ev.Type != membership.EventUpdate && name != s.self {
 		s.joinedOrLeft = true
 		s.hold.MembersChanged(time.Now())
+	}
+	if ev.Type != membership.EventUpdate && s.bgpRep != nil {
+		s.bgpRep.all = true // the live nodes' objects count, no others
 	}
 	if ev.Type == membership.EventLeave {
 		delete(s.alive, name)
@@ -876,6 +910,7 @@ func (s *Speaker) process(ctx context.Context) {
 		}
 	}
 	s.flushAnnouncements()
+	s.reportBGP(time.Now())
 	if peersDirty {
 		peers, err := s.peers.Peers()
 		if err == nil && len(peers) == 0 {

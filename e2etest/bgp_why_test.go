@@ -1,0 +1,166 @@
+package e2etest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/heraldlb/herald/e2etest/testbed"
+)
+
+// sessionDownSaysWhy shuts the router's side of node1's iBGP session (peer
+// core), the only session pool core is advertised on: Service core gets
+// one NotAdvertised event, herald_bgp_unadvertised_ips counts its IP and
+// `kubectl herald why core` names the session; once the neighbour is back
+// the Service's .bgp.node1 object is there and why exits 0. It also checks
+// that `kubectl herald status -o json` lists the BGP announcing nodes.
+func (b *bgpBed) sessionDownSaysWhy(ctx context.Context, t *testing.T) {
+	plugin, err := b.HeraldBinary(ctx, "kubectl-herald")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (int, string) {
+		cmd := exec.CommandContext(ctx, plugin, append(args, "--kubeconfig", b.AdminKubeconfig, "--herald-namespace", testbed.HeraldNamespace)...)
+		out, err := cmd.Output()
+		if ee, ok := err.(*exec.ExitError); ok {
+			out = append(out, ee.Stderr...)
+		}
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	why := func() (int, string) { return run("why", "core") }
+	announcing := func() (map[string][]string, string) {
+		_, out := run("status", "-o", "json")
+		var rep struct {
+			Services []struct {
+				Service    string   `json:"service"`
+				Announcing []string `json:"announcing"`
+			} `json:"services"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			return nil, out
+		}
+		m := map[string][]string{}
+		for _, s := range rep.Services {
+			m[s.Service] = s.Announcing
+		}
+		return m, out
+	}
+	unadvertised := func() (float64, string) {
+		total, per := 0.0, []string{}
+		for _, n := range b.Nodes {
+			m, err := speakerMetrics(ctx, n)
+			if err != nil {
+				return -1, err.Error()
+			}
+			v := m[`herald_bgp_unadvertised_ips{reason="NoEstablishedSession"}`]
+			total += v
+			per = append(per, fmt.Sprintf("%s=%v", n.Name, v))
+		}
+		return total, strings.Join(per, " ")
+	}
+	events := func() []string {
+		evs, err := b.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=core,reason=NotAdvertised"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range evs.Items {
+			out = append(out, fmt.Sprintf("%s (x%d)", e.Message, e.Count))
+		}
+		return out
+	}
+	annRI, err := b.Resource(schema.GroupVersionKind{Group: "herald.io", Version: "v1beta1", Kind: "ServiceAnnouncement"}, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	coreObjects := func() []string {
+		list, err := annRI.List(ctx, metav1.ListOptions{LabelSelector: "herald.io/service=core"})
+		if err != nil {
+			return []string{err.Error()}
+		}
+		var names []string
+		for _, o := range list.Items {
+			names = append(names, o.GetName())
+		}
+		slices.Sort(names)
+		return names
+	}
+
+	// Healthy: status lists the BGP announcing nodes; pool core goes to
+	// peer core alone, which only node1 has.
+	eventually(t, 20*time.Second, "status lists node1 (BGP: core) for core and the three nodes for web", func() (bool, string) {
+		m, out := announcing()
+		web := m["default/web"]
+		ok := len(web) == 3
+		for i, w := range web {
+			ok = ok && strings.HasPrefix(w, fmt.Sprintf("node%d (BGP: ", i+1)) && strings.Contains(w, "edge")
+		}
+		return ok && slices.Equal(m["default/core"], []string{"node1 (BGP: core)"}), out
+	})
+	if code, out := why(); code != 0 {
+		t.Fatalf("why core while its session is up: exit %d\n%s", code, out)
+	}
+	if ev := events(); len(ev) != 0 {
+		t.Fatalf("NotAdvertised events before the session went down: %q", ev)
+	}
+
+	start := time.Now()
+	n1 := b.Nodes[0].IP6.String()
+	bgpRouter := fmt.Sprintf("router bgp %d", testbed.RouterASN)
+	if err := b.Router.Configure(ctx, bgpRouter, " neighbor "+n1+" shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if err := b.Router.Configure(context.Background(), bgpRouter, " no neighbor "+n1+" shutdown"); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer restore()
+	b.waitSessionState("node1-core", 20*time.Second, func(st map[string]any) bool { return st["state"] != "Established" })
+	var msgs []string
+	eventually(t, 30*time.Second, "a NotAdvertised event on core", func() (bool, string) {
+		msgs = events()
+		return len(msgs) > 0, ""
+	})
+	t.Logf("NotAdvertised %v after the router shut the neighbour: %q", time.Since(start).Round(time.Millisecond), msgs)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "no router learns") || !strings.Contains(msgs[0], "node1 to peer core") {
+		t.Errorf("events %q, want one naming node1's session to peer core", msgs)
+	}
+	eventually(t, 10*time.Second, "herald_bgp_unadvertised_ips{reason=NoEstablishedSession} summed over the speakers counts core's IP once", func() (bool, string) {
+		v, s := unadvertised()
+		return v == 1, s
+	})
+	code, out := why()
+	if code != 1 || !strings.Contains(out, "Broken link: bgp: no BGP session is established") || !strings.Contains(out, "node1 to peer core") {
+		t.Errorf("why core: exit %d, want 1 and the bgp link naming node1's session to core:\n%s", code, out)
+	} else {
+		t.Logf("kubectl herald why core:\n%s", out)
+	}
+	// Resyncs and status refreshes (every 2s here) add no event.
+	time.Sleep(5 * time.Second)
+	if ev := events(); len(ev) != 1 || !strings.HasSuffix(ev[0], "(x1)") {
+		t.Errorf("NotAdvertised events %q, want one, recorded once", ev)
+	}
+
+	restore()
+	b.waitSessionState("node1-core", 30*time.Second, func(st map[string]any) bool { return st["state"] == "Established" })
+	eventually(t, 20*time.Second, "core.bgp.node1 present, why core exits 0 and the gauge is 0", func() (bool, string) {
+		objs := coreObjects()
+		code, out := why()
+		v, s := unadvertised()
+		return slices.Equal(objs, []string{"core.bgp.node1"}) && code == 0 && v == 0, fmt.Sprintf("%v exit %d gauge %s\n%s", objs, code, s, out)
+	})
+	t.Logf("session back: why core exits 0, %v", coreObjects())
+}
