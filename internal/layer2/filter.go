@@ -44,6 +44,11 @@ type rule struct {
 	// The field must satisfy cond against val.
 	cond bpf.JumpTest
 	val  uint32
+	// lenField, if set, makes the rule a test that the frame holds the
+	// whole payload its 2-byte length field at off announces, past
+	// headers bytes.
+	lenField bool
+	headers  uint32
 	// when, if not empty, are the rules a frame must pass for this one to
 	// apply; any other frame passes it.
 	when []rule
@@ -105,6 +110,14 @@ func (p *program) test(r rule, fail string) {
 		p.emit(bpf.LoadExtension{Num: bpf.ExtLen}, "")
 		p.emit(bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: r.minLen}, fail)
 	}
+	if r.lenField {
+		p.emit(bpf.LoadAbsolute{Off: r.off, Size: 2}, "")
+		p.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: r.headers}, "")
+		p.emit(bpf.TAX{}, "")
+		p.emit(bpf.LoadExtension{Num: bpf.ExtLen}, "")
+		p.emit(bpf.JumpIfX{Cond: bpf.JumpGreaterOrEqual}, fail)
+		return
+	}
 	if r.size > 0 {
 		p.emit(bpf.LoadAbsolute{Off: r.off, Size: r.size}, "")
 		if r.mask != 0 {
@@ -141,8 +154,16 @@ func (p *program) finish(passed, acceptVal uint32) []bpf.Instruction {
 	p.at["drop"] = len(p.ins)
 	p.emit(bpf.RetConstant{Val: dropFrame}, "")
 	for i, in := range p.ins {
-		if j, ok := in.(bpf.JumpIf); ok && p.fail[i] != "" {
-			j.SkipFalse = uint8(p.at[p.fail[i]] - i - 1)
+		if p.fail[i] == "" {
+			continue
+		}
+		skip := uint8(p.at[p.fail[i]] - i - 1)
+		switch j := in.(type) {
+		case bpf.JumpIf:
+			j.SkipFalse = skip
+			p.ins[i] = j
+		case bpf.JumpIfX:
+			j.SkipFalse = skip
 			p.ins[i] = j
 		}
 	}
@@ -163,9 +184,10 @@ var arpFilter = filterSpec{
 
 // The neighbour solicitations the responders read: IPv6 carrying ICMPv6
 // type 135 directly (no extension headers, which RFC 4861 messages do not
-// use) is a solicitation; a well-formed one has its 24 bytes (in the frame
-// and in the IPv6 payload length), hop limit 255 (RFC 4861 7.1.1) and, if
-// it has an option, a first option of non-zero length. The socket is bound
+// use) is a solicitation; a well-formed one has its 24 bytes plus options
+// in units of 8 bytes (in the IPv6 payload length, and in the frame), hop
+// limit 255 (RFC 4861 7.1.1) and, if it has an option, a first option of
+// non-zero length. The socket is bound
 // to IPv6's EtherType.
 var ndpFilter = filterSpec{
 	base: []rule{
@@ -176,6 +198,9 @@ var ndpFilter = filterSpec{
 	shape: []rule{
 		{minLen: offICMPv6 + 24, off: ethHeaderLen + 4, size: 2, cond: bpf.JumpGreaterOrEqual, val: 24},
 		{off: offHopLimit, size: 1, cond: bpf.JumpEqual, val: 255},
+		{lenField: true, off: ethHeaderLen + 4, headers: offICMPv6},
+		// 24 bytes and options of 8-byte units.
+		{off: ethHeaderLen + 4, size: 2, mask: 7, cond: bpf.JumpEqual, val: 0},
 		{
 			when: []rule{
 				{minLen: offICMPv6 + 26},

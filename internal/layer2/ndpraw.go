@@ -109,7 +109,8 @@ func (c *rawNDPConn) ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, e
 
 // solicitationOf returns the ICMPv6 message of an Ethernet frame carrying
 // ICMPv6 in IPv6 from a MAC other than own, its hop limit and its source;
-// ok is false for any other frame.
+// ok is false for any other frame. The message of a frame shorter than its
+// IPv6 payload length is empty (malformed).
 func solicitationOf(f []byte, own net.HardwareAddr) (body []byte, hop int, src netip.Addr, ok bool) {
 	n := len(f)
 	if n < offICMPv6 || binary.BigEndian.Uint16(f[12:14]) != etherTypeIPv6 || f[ethHeaderLen]>>4 != 6 ||
@@ -118,7 +119,7 @@ func solicitationOf(f []byte, own net.HardwareAddr) (body []byte, hop int, src n
 	}
 	plen := int(binary.BigEndian.Uint16(f[ethHeaderLen+4 : ethHeaderLen+6]))
 	if plen > n-offICMPv6 {
-		plen = n - offICMPv6 // truncated: let the parser reject it
+		plen = 0 // truncated, as the kernel's IPv6 would say: the parser rejects it
 	}
 	src = netip.AddrFrom16([16]byte(f[offSrc : offSrc+16]))
 	return f[offICMPv6 : offICMPv6+plen], int(f[offHopLimit]), src, true
