@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -65,20 +67,29 @@ func TestFloodHelper(t *testing.T) {
 	}
 	defer arpConn.Close()
 
-	// Replies to the real requests, by the time each request was sent.
+	// Replies to the real requests, by the time each request was sent. The
+	// time a reply arrived is the kernel's (SO_TIMESTAMPNS): the flooder's
+	// own delays in reading it do not count.
 	var mu sync.Mutex
 	var sentAt [100]time.Time // by request number modulo 100
 	var latencies []time.Duration
+	replies, err := newReplyReader(ifi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readerDone := make(chan struct{})
+	defer func() { <-readerDone }()
+	defer replies.stop()
 	go func() {
-		buf := make([]byte, 1500)
+		defer close(readerDone)
 		for {
-			n, _, err := arpConn.ReadFrom(buf)
+			b, at, err := replies.read()
 			if err != nil {
 				return
 			}
 			var f ethernet.Frame
 			var p arp.Packet
-			if f.UnmarshalBinary(buf[:n]) != nil || p.UnmarshalBinary(f.Payload) != nil {
+			if f.UnmarshalBinary(b) != nil || p.UnmarshalBinary(f.Payload) != nil {
 				continue
 			}
 			if p.Operation != arp.OperationReply || p.SenderIP != owned {
@@ -88,7 +99,7 @@ func TestFloodHelper(t *testing.T) {
 				if askerIP(src, slot) == p.TargetIP {
 					mu.Lock()
 					if !sentAt[slot].IsZero() {
-						latencies = append(latencies, time.Since(sentAt[slot]))
+						latencies = append(latencies, at.Sub(sentAt[slot]))
 						sentAt[slot] = time.Time{}
 					}
 					mu.Unlock()
@@ -166,6 +177,65 @@ func askerIP(src netip.Addr, slot int) netip.Addr {
 	b[3] = byte(10 + slot)
 	return netip.AddrFrom4(b)
 }
+
+// replyReader reads the ARP frames that reach an interface, with the time
+// the kernel received each, from a blocking packet socket.
+type replyReader struct {
+	fd      int
+	buf     []byte
+	oob     []byte
+	stopped atomic.Bool
+}
+
+func newReplyReader(ifi *net.Interface) (*replyReader, error) {
+	proto := int(etherTypeARP>>8 | etherTypeARP&0xff<<8) // network byte order
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return nil, fmt.Errorf("packet socket: %w", err)
+	}
+	err = unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: ifi.Index})
+	if err == nil {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}
+	if err == nil {
+		// A timeout, so that read sees stop.
+		err = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &replyReader{fd: fd, buf: make([]byte, 1500), oob: make([]byte, 128)}, nil
+}
+
+// read returns the next frame, valid until the next read, and when it
+// arrived; an error (and it closes the socket) once stop was called.
+func (r *replyReader) read() ([]byte, time.Time, error) {
+	for !r.stopped.Load() {
+		n, oobn, _, _, err := unix.Recvmsg(r.fd, r.buf, r.oob, 0)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		at := time.Now()
+		if msgs, err := unix.ParseSocketControlMessage(r.oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+					ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+					at = time.Unix(ts.Unix())
+				}
+			}
+		}
+		return r.buf[:n], at, nil
+	}
+	unix.Close(r.fd)
+	return nil, time.Time{}, errors.New("stopped")
+}
+
+// stop makes read return within 100 ms.
+func (r *replyReader) stop() { r.stopped.Store(true) }
 
 // frameRing sends frames from a ring, in turn, through a packet socket on
 // one interface: several per sendmmsg(2) system call, past the queueing
@@ -285,11 +355,22 @@ func malformedFrames(rng *rand.Rand, src, dst net.HardwareAddr, n int) [][]byte 
 	return frames
 }
 
+// Bounds of TestFlood: the responder's CPU per garbage frame, and the p99
+// latency of the replies to real requests during the flood, held only when
+// the machine's load average stays below floodQuietLoad.
+const (
+	floodCPUPerFrame = 4 * time.Microsecond
+	floodP99         = 50 * time.Millisecond
+	floodQuietLoad   = 4
+)
+
 // TestFlood floods a running Announcer with malformed ARP and NDP frames
 // from another netns, while asking it real ARP requests: it must not
 // restart its responders, must count the frames as malformed, must keep
-// answering, and its memory must stay flat. The short version runs in make
-// test; HERALD_LONG=1 floods at 50,000 frames/s for 60 s.
+// answering (p99 under floodP99 on a quiet machine), must spend little CPU
+// on the garbage, and its memory must stay flat. The short version (20,000
+// frames/s for 3 s) runs in make test; HERALD_LONG=1 floods at 50,000
+// frames/s for 60 s and fails if the flooder did not reach that rate.
 func TestFlood(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -352,6 +433,7 @@ func TestFlood(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // let the first gratuitous burst go
 	rssBefore := rssKiB(t, resp.Process.Pid)
 	cpuBefore := cpuTime(t, resp.Process.Pid)
+	loadBefore := loadAvg(t)
 
 	spec, _ := json.Marshal(floodSpec{Iface: vethB, DstMAC: macA, Owned: owned, SrcIP: "198.18.0.2", Rate: rate, Duration: dur})
 	flood := exec.Command("ip", "netns", "exec", nsB, exe, "-test.run=^TestFloodHelper$")
@@ -381,8 +463,8 @@ func TestFlood(t *testing.T) {
 	}
 	exited <- nil // for the cleanup
 	t.Logf("FIGURE flood %d frames/s for %v: %s", rate, dur, result)
-	t.Logf("FIGURE responder %s; RSS %d KiB before, %d KiB after; CPU %v during the flood (%.0f%% of one core)",
-		stats, rssBefore, rssAfter, cpu.Round(time.Millisecond), 100*cpu.Seconds()/dur.Seconds())
+	t.Logf("FIGURE responder %s; RSS %d KiB before, %d KiB after; CPU %v during the flood (%.0f%% of one core); load average %.2f before, %.2f after",
+		stats, rssBefore, rssAfter, cpu.Round(time.Millisecond), 100*cpu.Seconds()/dur.Seconds(), loadBefore, loadAvg(t))
 
 	fields := func(line string) map[string]string {
 		m := map[string]string{}
@@ -408,8 +490,23 @@ func TestFlood(t *testing.T) {
 	if req, rep := num(fr, "requests"), num(fr, "replies"); req == 0 || rep < req*9/10 {
 		t.Errorf("%d replies to %d real requests during the flood", rep, req)
 	}
-	if p99, err := time.ParseDuration(fr["p99"]); err != nil || p99 > 250*time.Millisecond {
-		t.Errorf("p99 reply latency %s during the flood", fr["p99"])
+	// The kernel filters drop the garbage before the responder sees it: it
+	// must not spend more than a few microseconds of CPU per garbage frame
+	// (about 1 with the filters, 7 to 10 without: a frame read and parsed).
+	if perFrame := cpu / time.Duration(max(sent, 1)); perFrame > floodCPUPerFrame {
+		t.Errorf("the responder used %v of CPU per garbage frame (%v in all), above %v", perFrame, cpu, floodCPUPerFrame)
+	}
+	// Latency is a figure of the machine as much as of the responder: it
+	// is held to the target only on a machine not otherwise busy.
+	p99, err := time.ParseDuration(fr["p99"])
+	if err != nil {
+		t.Fatalf("no p99 in %q", result)
+	}
+	switch load := max(loadBefore, loadAvg(t)); {
+	case load < floodQuietLoad && p99 > floodP99:
+		t.Errorf("p99 reply latency %v during the flood, above %v (load average %.2f)", p99, floodP99, load)
+	case load >= floodQuietLoad:
+		t.Logf("load average %.2f: p99 reply latency %v not held to %v", load, p99, floodP99)
 	}
 	for _, bad := range []string{"restarting responders", "responder stopped", "panic"} {
 		if strings.Contains(stderr.String(), bad) {
@@ -440,6 +537,24 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	utime, _ := strconv.Atoi(f[11])
 	stime, _ := strconv.Atoi(f[12])
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// loadAvg returns the machine's load average over the last minute.
+func loadAvg(t *testing.T) float64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		t.Fatalf("empty /proc/loadavg")
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // rssKiB returns a process's resident set size in KiB.
