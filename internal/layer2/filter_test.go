@@ -85,6 +85,10 @@ func mutants(rng *rand.Rand, good [][]byte, etherType uint16, n int) [][]byte {
 // counter, or by the responder if its filter lets the frame through); and
 // every frame it would answer still reaches it and is answered.
 func TestFilters(t *testing.T) {
+	for _, spec := range []filterSpec{arpFilter, ndpFilter} {
+		assemble(spec.responderFilter()) // panics if the kernel would refuse it
+		assemble(spec.rejectFilter())
+	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	check := func(t *testing.T, f []byte, spec filterSpec, handle func(f []byte, s *Stats) bool) {
 		t.Helper()
