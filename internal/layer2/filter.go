@@ -252,7 +252,7 @@ func (c *rejectCounter) run(ctx context.Context, stats *Stats) {
 	if c == nil {
 		return
 	}
-	defer c.pc.Close()
+	defer func() { _ = c.pc.Close() }()
 	t := time.NewTicker(rejectPoll)
 	defer t.Stop()
 	for {

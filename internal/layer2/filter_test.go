@@ -3,7 +3,6 @@ package layer2
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"net"
 	"testing"
 
 	"github.com/mdlayher/arp"
@@ -154,7 +153,7 @@ func TestFilters(t *testing.T) {
 			if _, err := r.Add(ownedV6); err != nil {
 				t.Fatal(err)
 			}
-			body, hop, src, ok := solicitationOf(f, net.HardwareAddr(ourMAC))
+			body, hop, src, ok := solicitationOf(f, ourMAC)
 			if hop == 0 {
 				// A forged hop limit, like any but 255: in a control
 				// message, 0 means unknown.
