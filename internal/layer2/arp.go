@@ -45,21 +45,33 @@ type ARPResponder struct {
 	log   *slog.Logger
 	burst *burster
 	count int
+	// rejects counts the malformed frames the socket's filter drops; nil
+	// for a conn from NewARPResponder.
+	rejects *rejectCounter
 }
 
 // ListenARP opens a raw packet socket for ARP on ifi (it needs CAP_NET_RAW)
-// and returns a responder on it.
+// and returns a responder on it. A kernel filter on the socket lets only
+// well-formed requests through; a second socket counts the malformed frames
+// it drops (see filter.go).
 func ListenARP(ifi *net.Interface, o Options) (*ARPResponder, error) {
-	conn, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
+	conn, err := packet.Listen(ifi, packet.Raw, etherTypeARP, &packet.Config{Filter: assemble(arpFilter.responderFilter())})
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: open ARP socket: %w", ifi.Name, err)
 	}
 	setReadBuffer(conn)
-	r, err := NewARPResponder(ifi, conn, o)
+	rejects, err := listenRejects(ifi, etherTypeARP, arpFilter)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
+	r, err := NewARPResponder(ifi, conn, o)
+	if err != nil {
+		_ = conn.Close()
+		rejects.close()
+		return nil, err
+	}
+	r.rejects = rejects
 	return r, nil
 }
 
@@ -115,6 +127,7 @@ func (r *ARPResponder) Owns(ip netip.Addr) bool { return r.owned.has(ip) }
 // closes the connection. It returns nil when ctx ended it.
 func (r *ARPResponder) Run(ctx context.Context) error {
 	buf := make([]byte, 1500)
+	defer r.rejects.start(ctx, r.stats)()
 	return serve(ctx, r.conn, r.burst, "ARP", r.ifi.Name, func() error {
 		n, _, err := r.conn.ReadFrom(buf)
 		if err == nil {

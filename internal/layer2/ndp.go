@@ -45,6 +45,9 @@ type NDPResponder struct {
 	log   *slog.Logger
 	burst *burster
 	count int
+	// rejects counts the malformed solicitations the socket's filter
+	// drops; nil for a conn from NewNDPResponder.
+	rejects *rejectCounter
 
 	// groups counts the owned IPs per solicited-node group: IPs that share
 	// their low 24 bits share a group, which is left with the last of them.
@@ -66,8 +69,10 @@ func ListenNDP(ifi *net.Interface, o Options) (*NDPResponder, error) {
 	r, err := NewNDPResponder(ifi, conn, o)
 	if err != nil {
 		_ = conn.Close()
+		conn.rejects.close()
 		return nil, err
 	}
+	r.rejects = conn.rejects
 	return r, nil
 }
 
@@ -168,6 +173,7 @@ func (r *NDPResponder) Run(ctx context.Context) error {
 		mtu = 1500
 	}
 	buf := make([]byte, mtu)
+	defer r.rejects.start(ctx, r.stats)()
 	return serve(ctx, r.conn, r.burst, "NDP", r.ifi.Name, func() error {
 		n, cm, src, err := r.conn.ReadRaw(buf)
 		if err == nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
-	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv6"
 )
 
@@ -32,7 +31,9 @@ const (
 // solicitations a client sends to a load-balancer IP (which the node does
 // not hold) to confirm a stale neighbour entry: without them, the client's
 // entry fails and every such check costs an outage. A packet socket sees
-// every frame of the interface; a BPF filter keeps the solicitations.
+// every frame of the interface; a BPF filter keeps the well-formed
+// solicitations, and a second socket counts the malformed ones it drops
+// (see filter.go).
 //
 // Replies are built as whole frames, sent straight to the solicitor's MAC
 // (the source of the frame that asked): the kernel does not have to resolve
@@ -47,20 +48,13 @@ type rawNDPConn struct {
 
 	buf []byte // frame buffer, used by ReadRaw only
 
+	// rejects counts the malformed solicitations the filter drops; the
+	// responder runs it.
+	rejects *rejectCounter
+
 	mu      sync.Mutex
 	lastIP  netip.Addr       // source of the last solicitation read
 	lastMAC net.HardwareAddr // and the MAC it came from
-}
-
-// nsFilter accepts ICMPv6 neighbour solicitations carried directly in IPv6
-// (no extension headers, which RFC 4861 messages do not use).
-var nsFilter = []bpf.Instruction{
-	bpf.LoadAbsolute{Off: offNextHeader, Size: 1},
-	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protocolICMPv6, SkipTrue: 3},
-	bpf.LoadAbsolute{Off: offICMPv6, Size: 1},
-	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(ipv6.ICMPTypeNeighborSolicitation), SkipTrue: 1},
-	bpf.RetConstant{Val: 0xffff},
-	bpf.RetConstant{Val: 0},
 }
 
 // listenRawNDP opens the packet socket and the group socket on ifi.
@@ -75,22 +69,23 @@ func listenRawNDP(ifi *net.Interface) (*rawNDPConn, error) {
 		_ = groups.Close()
 		return nil, fmt.Errorf("interface %s: set ICMPv6 filter: %w", ifi.Name, err)
 	}
-	prog, err := bpf.Assemble(nsFilter)
-	if err != nil {
-		_ = groups.Close()
-		return nil, fmt.Errorf("assemble NDP filter: %w", err)
-	}
-	pc, err := packet.Listen(ifi, packet.Raw, etherTypeIPv6, &packet.Config{Filter: prog})
+	pc, err := packet.Listen(ifi, packet.Raw, etherTypeIPv6, &packet.Config{Filter: assemble(ndpFilter.responderFilter())})
 	if err != nil {
 		_ = groups.Close()
 		return nil, fmt.Errorf("interface %s: open IPv6 packet socket: %w", ifi.Name, err)
 	}
 	setReadBuffer(pc)
+	rejects, err := listenRejects(ifi, etherTypeIPv6, ndpFilter)
+	if err != nil {
+		_ = groups.Close()
+		_ = pc.Close()
+		return nil, err
+	}
 	mtu := ifi.MTU
 	if mtu < 1280 {
 		mtu = 1500
 	}
-	return &rawNDPConn{ifi: *ifi, pc: pc, groups: groups, src: src.WithZone(""), buf: make([]byte, mtu+ethHeaderLen)}, nil
+	return &rawNDPConn{ifi: *ifi, pc: pc, groups: groups, src: src.WithZone(""), buf: make([]byte, mtu+ethHeaderLen), rejects: rejects}, nil
 }
 
 // ReadRaw implements [NDPConn]: it returns the ICMPv6 message of the next
@@ -101,21 +96,33 @@ func (c *rawNDPConn) ReadRaw(b []byte) (int, *ipv6.ControlMessage, netip.Addr, e
 		if err != nil {
 			return 0, nil, netip.Addr{}, err
 		}
-		f := c.buf[:n]
-		if n < offICMPv6 || binary.BigEndian.Uint16(f[12:14]) != etherTypeIPv6 || f[ethHeaderLen]>>4 != 6 ||
-			f[offNextHeader] != protocolICMPv6 || string(f[6:12]) == string(c.ifi.HardwareAddr) {
+		body, hop, src, ok := solicitationOf(c.buf[:n], c.ifi.HardwareAddr)
+		if !ok {
 			continue // not for us, or our own kernel's frame going out
 		}
-		plen := int(binary.BigEndian.Uint16(f[ethHeaderLen+4 : ethHeaderLen+6]))
-		if plen > n-offICMPv6 {
-			plen = n - offICMPv6 // truncated: let the parser reject it
-		}
-		src := netip.AddrFrom16([16]byte(f[offSrc : offSrc+16]))
 		c.mu.Lock()
-		c.lastIP, c.lastMAC = src, append(c.lastMAC[:0], f[6:12]...)
+		c.lastIP, c.lastMAC = src, append(c.lastMAC[:0], c.buf[6:12]...)
 		c.mu.Unlock()
-		return copy(b, f[offICMPv6:offICMPv6+plen]), &ipv6.ControlMessage{HopLimit: int(f[offHopLimit])}, src, nil
+		return copy(b, body), &ipv6.ControlMessage{HopLimit: hop}, src, nil
 	}
+}
+
+// solicitationOf returns the ICMPv6 message of an Ethernet frame carrying
+// ICMPv6 in IPv6 from a MAC other than own, its hop limit and its source;
+// ok is false for any other frame. The message of a frame shorter than its
+// IPv6 payload length is empty (malformed).
+func solicitationOf(f []byte, own net.HardwareAddr) (body []byte, hop int, src netip.Addr, ok bool) {
+	n := len(f)
+	if n < offICMPv6 || binary.BigEndian.Uint16(f[12:14]) != etherTypeIPv6 || f[ethHeaderLen]>>4 != 6 ||
+		f[offNextHeader] != protocolICMPv6 || string(f[6:12]) == string(own) {
+		return nil, 0, netip.Addr{}, false
+	}
+	plen := int(binary.BigEndian.Uint16(f[ethHeaderLen+4 : ethHeaderLen+6]))
+	if plen > n-offICMPv6 {
+		plen = 0 // truncated, as the kernel's IPv6 would say: the parser rejects it
+	}
+	src = netip.AddrFrom16([16]byte(f[offSrc : offSrc+16]))
+	return f[offICMPv6 : offICMPv6+plen], int(f[offHopLimit]), src, true
 }
 
 // WriteTo implements [NDPConn]. A multicast dst goes to its multicast MAC;
