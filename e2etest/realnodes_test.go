@@ -1104,6 +1104,7 @@ func (rb *realBed) uninstall(how string, remove func(), l2, bgp netip.Addr, befo
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
+	sw := watchServiceIPs(t, bed, map[string]string{"herald-example-l2/web": l2.String(), "herald-example-bgp/web": bgp.String()})
 	p := rb.startProbes(l2, bgp)
 	logs := rb.keepLogs(wctx)
 	time.Sleep(time.Second)
@@ -1111,6 +1112,9 @@ func (rb *realBed) uninstall(how string, remove func(), l2, bgp netip.Addr, befo
 	remove()
 	d := time.Since(begin)
 	rl2, rbgp := p.stop(t, how)
+	if changes := sw.stop(); len(changes) > 0 {
+		t.Errorf("%s: the Services' addresses changed before the speakers stopped:\n%s", how, strings.Join(changes, "\n"))
+	}
 	wcancel()
 	<-wdone
 	defer func() {
@@ -1124,14 +1128,19 @@ func (rb *realBed) uninstall(how string, remove func(), l2, bgp netip.Addr, befo
 	mu.Lock()
 	stop := firstStop
 	mu.Unlock()
+	// The API server may be slow to show the deletion (it is busy deleting
+	// the CRDs' objects): a speaker's own "told to stop" line is earlier.
+	if told := logs.first(`"msg":"told to stop`); !told.IsZero() && (stop.IsZero() || told.Before(stop)) {
+		stop = told
+	}
 	if stop.IsZero() {
 		t.Errorf("%s: no speaker pod was seen stopping", how)
 	} else {
 		for name, r := range map[string]testbed.ProbeReport{"L2": rl2, "BGP": rbgp} {
 			for _, x := range r.Results {
 				if !x.OK && x.Sent.Before(stop) {
-					t.Errorf("%s: a %s probe sent at %s failed, %v before the first speaker was told to stop: the Service must keep working until the speakers stop",
-						how, name, x.Sent.Format("15:04:05.000"), stop.Sub(x.Sent).Round(time.Millisecond))
+					t.Errorf("%s: a %s probe sent at %s failed (%s after %v), %v before the first speaker was told to stop: the Service must keep working until the speakers stop",
+						how, name, x.Sent.Format("15:04:05.000"), x.Err, x.Took.Round(time.Millisecond), stop.Sub(x.Sent).Round(time.Millisecond))
 					break
 				}
 			}
@@ -1229,6 +1238,26 @@ func (rb *realBed) keepLogs(ctx context.Context) *podLogKeeper {
 		}
 	}()
 	return k
+}
+
+// first returns the time of the earliest log line (of any pod) that holds
+// substr, zero when none does.
+func (k *podLogKeeper) first(substr string) time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var first time.Time
+	for _, log := range k.logs {
+		for _, l := range strings.Split(log, "\n") {
+			if !strings.Contains(l, substr) {
+				continue
+			}
+			ts, _, _ := strings.Cut(l, " ")
+			if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+		}
+	}
+	return first
 }
 
 // since returns each pod's log lines (CRI format: an RFC 3339 time first)

@@ -564,6 +564,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	s.ready.Store(true)
 	s.loop(ctx, cluster)
 	s.ready.Store(false)
+	s.log.Info("told to stop: stopping", slog.Bool("uninstalling", s.uninstalling.Load()))
 	stopAnn()
 	<-annDone2
 
