@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -27,7 +26,7 @@ func runCleanup(ctx context.Context, args []string, e env) int {
 	fs.BoolVar(&dryRun, "dry-run", false, "list the changes; change nothing")
 	fs.BoolVar(&force, "force", false, "clean up even though a MetalLB controller Deployment still has replicas")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: kubectl herald migrate cleanup [--kubeconfig PATH] [-n NAMESPACE] [--rename] [--dry-run]
+		e.stderrln(`Usage: kubectl herald migrate cleanup [--kubeconfig PATH] [-n NAMESPACE] [--rename] [--dry-run]
 
 Removes MetalLB's metallb.io/ip-allocated-from-pool annotation (and its
 metallb.universe.tf/ spelling) from every Service that Herald's controller
@@ -43,16 +42,16 @@ Flags:`)
 	}
 	client, err := e.dynamicClient(kubeconfig, kctx)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "kubectl herald migrate cleanup: %v\n", err)
+		e.stderrf("kubectl herald migrate cleanup: %v\n", err)
 		return exitUsage
 	}
 	running, err := cluster.MetalLBControllers(ctx, client, namespace)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "kubectl herald migrate cleanup: %v\n", err)
+		e.stderrf("kubectl herald migrate cleanup: %v\n", err)
 		return exitUsage
 	}
 	if len(running) > 0 && !force {
-		fmt.Fprintf(e.stderr, "kubectl herald migrate cleanup: MetalLB's controller is still deployed (%s) and would write the annotation back; scale it to 0 first, or pass --force\n", strings.Join(running, ", "))
+		e.stderrf("kubectl herald migrate cleanup: MetalLB's controller is still deployed (%s) and would write the annotation back; scale it to 0 first, or pass --force\n", strings.Join(running, ", "))
 		return exitUnfaithful
 	}
 	changes, err := cluster.Cleanup(ctx, client, cluster.CleanupOptions{Rename: rename, DryRun: dryRun})
@@ -61,10 +60,11 @@ Flags:`)
 		verb = "would clean"
 	}
 	skipped := 0
+	out := &report{w: e.stdout}
 	for _, c := range changes {
 		if c.Skipped != "" {
 			skipped++
-			fmt.Fprintf(e.stdout, "skipped  service %s/%s: %s\n", c.Namespace, c.Name, c.Skipped)
+			out.printf("skipped  service %s/%s: %s\n", c.Namespace, c.Name, c.Skipped)
 			continue
 		}
 		var parts []string
@@ -79,13 +79,17 @@ Flags:`)
 		for _, k := range keys {
 			parts = append(parts, "renamed "+k+" to "+c.Renamed[k])
 		}
-		fmt.Fprintf(e.stdout, "%-8s service %s/%s: %s\n", verb, c.Namespace, c.Name, strings.Join(parts, "; "))
+		out.printf("%-8s service %s/%s: %s\n", verb, c.Namespace, c.Name, strings.Join(parts, "; "))
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "kubectl herald migrate cleanup: %v\n", err)
+		e.stderrf("kubectl herald migrate cleanup: %v\n", err)
 		return exitUsage
 	}
-	fmt.Fprintf(e.stderr, "summary: %d services %s, %d skipped\n", len(changes)-skipped, verb, skipped)
+	if out.err != nil {
+		e.stderrf("kubectl herald migrate cleanup: the list of changes: %v\n", out.err)
+		return exitUsage
+	}
+	e.stderrf("summary: %d services %s, %d skipped\n", len(changes)-skipped, verb, skipped)
 	if skipped > 0 {
 		return exitUnfaithful
 	}

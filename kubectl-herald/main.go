@@ -70,7 +70,7 @@ func commands() []command {
 
 func run(ctx context.Context, args []string, e env) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(e.stderr)
+		usage(e)
 		if len(args) == 0 {
 			return exitUsage
 		}
@@ -81,18 +81,46 @@ func run(ctx context.Context, args []string, e env) int {
 			return c.run(ctx, args[1:], e)
 		}
 	}
-	fmt.Fprintf(e.stderr, "kubectl herald: unknown command %q\n\n", args[0])
-	usage(e.stderr)
+	e.stderrf("kubectl herald: unknown command %q\n\n", args[0])
+	usage(e)
 	return exitUsage
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: kubectl herald <command> [flags]")
-	fmt.Fprintln(w, "\nCommands:")
+func usage(e env) {
+	e.stderrln("Usage: kubectl herald <command> [flags]")
+	e.stderrln("\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		e.stderrf("  %-10s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'kubectl herald <command> -h' for a command's flags.")
+	e.stderrln("\nRun 'kubectl herald <command> -h' for a command's flags.")
+}
+
+// stderrf writes usage or a diagnostic to stderr. Its write error is
+// ignored on purpose: stderr is where it would be reported, and the exit
+// status still tells that the command failed.
+func (e env) stderrf(format string, a ...any) { _, _ = fmt.Fprintf(e.stderr, format, a...) }
+
+// stderrln is stderrf with fmt.Fprintln's formatting.
+func (e env) stderrln(a ...any) { _, _ = fmt.Fprintln(e.stderr, a...) }
+
+// report writes a command's output line by line, unchecked, and keeps the
+// first write error, after which it writes nothing: the command checks err
+// once, when the output is complete.
+type report struct {
+	w   io.Writer
+	err error
+}
+
+func (r *report) printf(format string, a ...any) {
+	if r.err == nil {
+		_, r.err = fmt.Fprintf(r.w, format, a...)
+	}
+}
+
+func (r *report) println(a ...any) {
+	if r.err == nil {
+		_, r.err = fmt.Fprintln(r.w, a...)
+	}
 }
 
 // parseFlags parses a subcommand's flags, which take no arguments. When ok
@@ -106,7 +134,7 @@ func parseFlags(fs *flag.FlagSet, args []string, e env, cmd string) (code int, o
 		return exitUsage, false
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(e.stderr, "%s: unexpected arguments %q\n", cmd, fs.Args())
+		e.stderrf("%s: unexpected arguments %q\n", cmd, fs.Args())
 		return exitUsage, false
 	}
 	return exitOK, true

@@ -52,7 +52,7 @@ func runMigrate(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.outputDir, "output-dir", "", "same as -o")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the report only; write no object")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: kubectl herald migrate [-f FILE|DIR|-]... [--kubeconfig PATH] [-n NAMESPACE] [-o DIR] [--dry-run]
+		e.stderrln(`Usage: kubectl herald migrate [-f FILE|DIR|-]... [--kubeconfig PATH] [-n NAMESPACE] [-o DIR] [--dry-run]
        kubectl herald migrate plan [flags]      print the switch-over steps for this cluster
        kubectl herald migrate cleanup [flags]   remove MetalLB's annotations once Herald serves
 
@@ -73,13 +73,13 @@ Flags:`)
 	}
 	in, err := f.read(ctx, e)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "kubectl herald migrate: %v\n", err)
+		e.stderrf("kubectl herald migrate: %v\n", err)
 		return exitUsage
 	}
 	res := migrate.Convert(in)
 	if !f.dryRun {
 		if err := f.write(res, e.stdout); err != nil {
-			fmt.Fprintf(e.stderr, "kubectl herald migrate: %v\n", err)
+			e.stderrf("kubectl herald migrate: %v\n", err)
 			return exitUsage
 		}
 	}

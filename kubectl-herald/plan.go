@@ -47,7 +47,7 @@ func runPlan(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.configMap, "configmap", "config", "MetalLB's pre-0.13 ConfigMap in the cluster; empty skips it")
 	fs.Var(migration, "migration-address", "PEER=ADDRESS: the router's address of the other family than BGPPeer PEER's, that Herald peers with while MetalLB's sessions are up; repeatable")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: kubectl herald migrate plan [-f FILE|DIR|-]... [--kubeconfig PATH] [-n NAMESPACE] [--migration-address PEER=ADDR]...
+		e.stderrln(`Usage: kubectl herald migrate plan [-f FILE|DIR|-]... [--kubeconfig PATH] [-n NAMESPACE] [--migration-address PEER=ADDR]...
 
 Prints the steps that move this cluster from MetalLB to Herald without an
 outage (L2: Herald announces before MetalLB stops; BGP: Herald's sessions are
@@ -62,14 +62,14 @@ Flags:`)
 	}
 	in, err := f.read(ctx, e)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "kubectl herald migrate plan: %v\n", err)
+		e.stderrf("kubectl herald migrate plan: %v\n", err)
 		return exitUsage
 	}
 	res := migrate.Convert(in)
 	pin := migrate.PlanInput{Output: &res.Output, Namespace: f.namespace, MigrationAddresses: migration}
 	if len(f.files) == 0 {
 		if pin.Nodes, err = readNodes(ctx, f, e); err != nil {
-			fmt.Fprintf(e.stderr, "kubectl herald migrate plan: %v\n", err)
+			e.stderrf("kubectl herald migrate plan: %v\n", err)
 			return exitUsage
 		}
 	}
@@ -77,7 +77,7 @@ Flags:`)
 		return exitUsage
 	}
 	if !res.Report.Faithful() {
-		fmt.Fprintf(e.stderr, "kubectl herald migrate plan: the conversion is not faithful: run kubectl herald migrate --dry-run and read its report first\n")
+		e.stderrf("kubectl herald migrate plan: the conversion is not faithful: run kubectl herald migrate --dry-run and read its report first\n")
 		return exitUnfaithful
 	}
 	return exitOK

@@ -198,7 +198,7 @@ func runStatus(ctx context.Context, args []string, e env) int {
 	fs.SetOutput(e.stderr)
 	f.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: kubectl herald status [-o json|yaml]
+		e.stderrln(`Usage: kubectl herald status [-o json|yaml]
 
 Shows the pools (addresses used and free per family, conditions), the
 Services of Herald's class with their addresses, pool and announcing nodes
@@ -222,7 +222,7 @@ Flags:`)
 	}
 	dc, err := e.dynamicClient(f.kubeconfig, f.context)
 	if err != nil {
-		fmt.Fprintln(e.stderr, "kubectl herald status:", err)
+		e.stderrln("kubectl herald status:", err)
 		return exitUnreachable
 	}
 	in := statusInput{lbClass: f.lbClass}
@@ -233,13 +233,13 @@ Flags:`)
 		listInto(ctx, dc.Resource(heraldGVR("bgpsessionstates")).Namespace(f.heraldNS), metav1.ListOptions{}, &in.sessions),
 	} {
 		if step != nil {
-			fmt.Fprintln(e.stderr, "kubectl herald status:", step)
+			e.stderrln("kubectl herald status:", step)
 			return exitUnreachable
 		}
 	}
 	r := summarize(in)
 	if err := printStatus(e.stdout, r, f.output); err != nil {
-		fmt.Fprintln(e.stderr, "kubectl herald status:", err)
+		e.stderrln("kubectl herald status:", err)
 		return exitUnreachable
 	}
 	if len(r.Problems) > 0 {
@@ -277,23 +277,27 @@ func printStatus(w io.Writer, r statusReport, format string) error {
 		return strings.Join(s, " ")
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tIPV4 USED\tIPV4 FREE\tIPV6 USED\tIPV6 FREE\tCONDITIONS")
+	t := &report{w: tw}
+	t.println("POOL\tIPV4 USED\tIPV4 FREE\tIPV6 USED\tIPV6 FREE\tCONDITIONS")
 	for _, p := range r.Pools {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.AssignedIPv4, p.AvailableIPv4, p.AssignedIPv6, p.AvailableIPv6, none(p.Conditions))
+		t.printf("%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.AssignedIPv4, p.AvailableIPv4, p.AssignedIPv6, p.AvailableIPv6, none(p.Conditions))
 	}
-	fmt.Fprintln(tw, "\nSERVICE\tIP\tPOOL\tANNOUNCED BY")
+	t.println("\nSERVICE\tIP\tPOOL\tANNOUNCED BY")
 	for _, s := range r.Services {
 		pool := s.Pool
 		if pool == "" {
 			pool = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Service, none(s.IPs), pool, none(s.Announcing))
+		t.printf("%s\t%s\t%s\t%s\n", s.Service, none(s.IPs), pool, none(s.Announcing))
 	}
 	if len(r.Sessions) > 0 {
-		fmt.Fprintln(tw, "\nNODE\tPEER\tADDRESS\tSTATE\tBFD\tPREFIXES\tERROR")
+		t.println("\nNODE\tPEER\tADDRESS\tSTATE\tBFD\tPREFIXES\tERROR")
 		for _, s := range r.Sessions {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Node, s.Peer, s.Address, s.State, s.BFD, s.Prefixes, s.Error)
+			t.printf("%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Node, s.Peer, s.Address, s.State, s.BFD, s.Prefixes, s.Error)
 		}
+	}
+	if t.err != nil {
+		return t.err
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -302,9 +306,10 @@ func printStatus(w io.Writer, r statusReport, format string) error {
 		_, err := fmt.Fprintln(w, "\nAll healthy.")
 		return err
 	}
-	fmt.Fprintln(w, "\nProblems:")
+	out := &report{w: w}
+	out.println("\nProblems:")
 	for _, p := range r.Problems {
-		fmt.Fprintln(w, "  - "+p)
+		out.println("  - " + p)
 	}
-	return nil
+	return out.err
 }

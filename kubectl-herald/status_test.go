@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"syscall"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -160,6 +161,40 @@ func TestStatusOutput(t *testing.T) {
 	for _, args := range [][]string{{"status", "-o", "wide"}, {"status", "extra"}} {
 		if code := run(t.Context(), args, env{stdout: &out, stderr: &errb, dynamicClient: fakeStatusCluster(t, statusCluster())}); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+}
+
+// fullWriter takes room bytes, then fails as a full disk does.
+type fullWriter struct {
+	buf  bytes.Buffer
+	room int
+}
+
+func (w *fullWriter) Write(p []byte) (int, error) {
+	if w.buf.Len()+len(p) > w.room {
+		n, _ := w.buf.Write(p[:w.room-w.buf.Len()])
+		return n, syscall.ENOSPC
+	}
+	return w.buf.Write(p)
+}
+
+// TestStatusFullDisk: a report cut short on stdout (status > file on a
+// full disk) is an error the user sees, at whichever line the disk fills,
+// and never an exit status that says the cluster was read and healthy or not.
+func TestStatusFullDisk(t *testing.T) {
+	objs := statusCluster()
+	objs = append(objs, lbService("pending", "")) // a Problems section too
+	var whole, errb bytes.Buffer
+	if code := run(t.Context(), []string{"status"}, env{stdout: &whole, stderr: &errb, dynamicClient: fakeStatusCluster(t, objs)}); code != exitUnhealthy {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for room := 0; room < whole.Len(); room++ {
+		out := &fullWriter{room: room}
+		errb.Reset()
+		code := run(t.Context(), []string{"status"}, env{stdout: out, stderr: &errb, dynamicClient: fakeStatusCluster(t, objs)})
+		if code != exitUnreachable || !strings.Contains(errb.String(), "no space left on device") {
+			t.Fatalf("disk full after %d of %d bytes: exit %d, want %d; stderr %q", room, whole.Len(), code, exitUnreachable, errb.String())
 		}
 	}
 }

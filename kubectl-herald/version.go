@@ -8,6 +8,9 @@ import (
 )
 
 func runVersion(_ context.Context, _ []string, e env) int {
-	fmt.Fprintf(e.stdout, "kubectl-herald %s\n", version.Version)
+	if _, err := fmt.Fprintf(e.stdout, "kubectl-herald %s\n", version.Version); err != nil {
+		e.stderrf("kubectl herald version: %v\n", err)
+		return exitUsage
+	}
 	return exitOK
 }

@@ -401,7 +401,7 @@ func runWhy(ctx context.Context, args []string, e env) int {
 	fs.StringVar(&f.namespace, "n", "default", "the Service's namespace")
 	fs.StringVar(&f.namespace, "namespace", "default", "same as -n")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, `Usage: kubectl herald why SERVICE [-n NAMESPACE] [-o json|yaml]
+		e.stderrln(`Usage: kubectl herald why SERVICE [-n NAMESPACE] [-o json|yaml]
 
 Walks the chain from a Service to a node that answers for its address (class,
 allocation, pool, advertisement, eligibility of each node, announcement,
@@ -435,17 +435,17 @@ Flags:`)
 	}
 	dc, err := e.dynamicClient(f.kubeconfig, f.context)
 	if err != nil {
-		fmt.Fprintln(e.stderr, "kubectl herald why:", err)
+		e.stderrln("kubectl herald why:", err)
 		return exitUnreachable
 	}
 	in, err := gatherWhy(ctx, dc, f, name)
 	if err != nil {
-		fmt.Fprintln(e.stderr, "kubectl herald why:", err)
+		e.stderrln("kubectl herald why:", err)
 		return exitUnreachable
 	}
 	rep := diagnose(in)
 	if err := printWhy(e.stdout, rep, f.output); err != nil {
-		fmt.Fprintln(e.stderr, "kubectl herald why:", err)
+		e.stderrln("kubectl herald why:", err)
 		return exitUnreachable
 	}
 	if rep.Broken != "" {
@@ -522,26 +522,30 @@ func printWhy(w io.Writer, r whyReport, format string) error {
 		return printMachine(w, r, format)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "SERVICE %s\n\nSTEP\tSTATUS\tDETAIL\n", r.Service)
+	t := &report{w: tw}
+	t.printf("SERVICE %s\n\nSTEP\tSTATUS\tDETAIL\n", r.Service)
 	for _, l := range r.Links {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Step, l.Status, l.Detail)
+		t.printf("%s\t%s\t%s\n", l.Step, l.Status, l.Detail)
 	}
 	if len(r.Nodes) > 0 {
 		sort.Slice(r.Nodes, func(i, j int) bool { return r.Nodes[i].Node < r.Nodes[j].Node })
-		fmt.Fprintf(tw, "\nNODE\tELIGIBLE\tREASON\n")
+		t.printf("\nNODE\tELIGIBLE\tREASON\n")
 		for _, n := range r.Nodes {
-			fmt.Fprintf(tw, "%s\t%v\t%s\n", n.Node, n.Eligible, n.Reason)
+			t.printf("%s\t%v\t%s\n", n.Node, n.Eligible, n.Reason)
 		}
 	}
 	if r.BGP != nil && len(r.BGP.Links) > 0 {
-		fmt.Fprintf(tw, "\nBGP NODE\tPEER\tSESSION\n")
+		t.printf("\nBGP NODE\tPEER\tSESSION\n")
 		for _, l := range r.BGP.Links {
 			st := l.State
 			if st == "" {
 				st = "(no BGPSessionState)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Node, l.Peer, st)
+			t.printf("%s\t%s\t%s\n", l.Node, l.Peer, st)
 		}
+	}
+	if t.err != nil {
+		return t.err
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -286,7 +286,9 @@ func (s *bfdServer) stopAll() {
 	}
 	wg.Wait()
 	for _, l := range listeners {
-		l.Close()
+		// Closing ends serve's read; a close error on a UDP socket we
+		// are discarding leaves nothing to do.
+		_ = l.Close()
 	}
 	s.wg.Wait()
 }
@@ -328,7 +330,7 @@ func (s *bfdServer) listenLocked(v4 bool, port uint16) error {
 	if v4 {
 		c := ipv4.NewPacketConn(pc)
 		if err := c.SetControlMessage(ipv4.FlagTTL, true); err != nil {
-			pc.Close()
+			_ = pc.Close() // the setsockopt error is the one to report
 			return fmt.Errorf("bfd: IP_RECVTTL: %w", err)
 		}
 		read = func(b []byte) (int, int, netip.Addr, error) {
@@ -342,7 +344,7 @@ func (s *bfdServer) listenLocked(v4 bool, port uint16) error {
 	} else {
 		c := ipv6.NewPacketConn(pc)
 		if err := c.SetControlMessage(ipv6.FlagHopLimit, true); err != nil {
-			pc.Close()
+			_ = pc.Close() // the setsockopt error is the one to report
 			return fmt.Errorf("bfd: IPV6_RECVHOPLIMIT: %w", err)
 		}
 		read = func(b []byte) (int, int, netip.Addr, error) {
@@ -435,7 +437,7 @@ func dialBFD(peer, local netip.Addr, port uint16) (*net.UDPConn, error) {
 			err = ipv6.NewConn(c).SetHopLimit(255)
 		}
 		if err != nil {
-			c.Close()
+			_ = c.Close() // the TTL error is the one to report
 			return nil, fmt.Errorf("bfd: set TTL 255: %w", err)
 		}
 		return c, nil
@@ -485,7 +487,9 @@ func jitter(d time.Duration) time.Duration {
 
 func (ss *bfdSession) run() {
 	defer ss.srv.wg.Done()
-	defer ss.conn.Close()
+	// The session ends here, AdminDown already sent: a close error on
+	// its UDP socket leaves nothing to do.
+	defer func() { _ = ss.conn.Close() }()
 	tx := time.NewTimer(0)
 	defer tx.Stop()
 	detect := time.NewTimer(time.Hour)

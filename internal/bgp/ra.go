@@ -123,7 +123,9 @@ func sendRA(ifname string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	// One send per socket: the send's error is the one that matters, a
+	// close error on the raw socket afterwards leaves nothing to do.
+	defer func() { _ = c.Close() }()
 	p := c.IPv6PacketConn()
 	// RFC 4861: a receiver drops neighbour discovery with another hop
 	// limit.

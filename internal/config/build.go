@@ -361,7 +361,7 @@ func (b *builder) buildPools(cfg *Config) {
 		})
 	}
 	older := func(x, y *candidate) int {
-		return cmp.Or(x.obj.CreationTimestamp.Time.Compare(y.obj.CreationTimestamp.Time), cmp.Compare(x.obj.Name, y.obj.Name))
+		return cmp.Or(x.obj.CreationTimestamp.Compare(y.obj.CreationTimestamp.Time), cmp.Compare(x.obj.Name, y.obj.Name))
 	}
 	inEffect := map[*candidate]*Pool{}
 	for _, c := range cands {

@@ -15,7 +15,7 @@ func ValidInterfacePattern(p string) error {
 		return fmt.Errorf("%q is not a valid interface name or pattern", p)
 	}
 	if _, err := path.Match(p, ""); err != nil {
-		return fmt.Errorf("%q is not a valid interface pattern: %v", p, err)
+		return fmt.Errorf("%q is not a valid interface pattern: %w", p, err)
 	}
 	return nil
 }

@@ -360,20 +360,6 @@ func (a *Announcer) startMissing(l *link) {
 	}
 }
 
-func arpRun(r *ARPResponder) func(context.Context) error {
-	if r == nil {
-		return nil
-	}
-	return r.Run
-}
-
-func ndpRun(r *NDPResponder) func(context.Context) error {
-	if r == nil {
-		return nil
-	}
-	return r.Run
-}
-
 // apply adds ip to (or removes it from) l's responder of its family,
 // according to own and the allow-list. a.mu is held.
 func (a *Announcer) apply(l *link, ip netip.Addr, allowed []string, own bool) {

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -139,7 +140,7 @@ func mustKey(t *testing.T, secret []byte) []byte {
 
 func TestSetSecretsWithoutEncryption(t *testing.T) {
 	c, _ := newMember(t, "a", nil, nil)
-	if _, err := c.SetSecrets(testSecret, nil); err != ErrNoEncryption {
+	if _, err := c.SetSecrets(testSecret, nil); !errors.Is(err, ErrNoEncryption) {
 		t.Fatalf("err = %v, want ErrNoEncryption", err)
 	}
 }

@@ -277,7 +277,6 @@ type simResult struct {
 	joinAll, deathAll          []time.Duration // per event: the last agent
 	tableJoin, tableLeave      []time.Duration // observers: event to table applied
 	bytesPerNodeSec, cpuPerSec float64         // steady state
-	cpuEventsPerAgent          float64
 	rssMiB                     float64
 	steadySusp, steadyFailed   int
 	churnSusp, churnFailed     int
