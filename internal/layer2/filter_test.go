@@ -3,6 +3,8 @@ package layer2
 import (
 	"encoding/binary"
 	"math/rand/v2"
+	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/mdlayher/arp"
@@ -27,16 +29,22 @@ func verdict(t *testing.T, ins []bpf.Instruction, frame []byte) int {
 
 // nsFrame wraps an ICMPv6 message in IPv6 and Ethernet, from theirMAC.
 func nsFrame(body []byte, hop byte) []byte {
+	return icmpv6Frame(ourMAC, theirMAC, askerV6, body, hop)
+}
+
+// icmpv6Frame wraps an ICMPv6 message in IPv6 (from srcIP, to nowhere) and
+// Ethernet.
+func icmpv6Frame(dst, src net.HardwareAddr, srcIP netip.Addr, body []byte, hop byte) []byte {
 	f := make([]byte, offICMPv6+len(body))
-	copy(f[0:6], ourMAC)
-	copy(f[6:12], theirMAC)
+	copy(f[0:6], dst)
+	copy(f[6:12], src)
 	binary.BigEndian.PutUint16(f[12:14], etherTypeIPv6)
 	ip := f[ethHeaderLen:]
 	ip[0] = 6 << 4
 	binary.BigEndian.PutUint16(ip[4:6], uint16(len(body)))
 	ip[6] = protocolICMPv6
 	ip[7] = hop
-	s := askerV6.As16()
+	s := srcIP.As16()
 	copy(ip[8:24], s[:])
 	copy(f[offICMPv6:], body)
 	return f

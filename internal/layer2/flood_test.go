@@ -338,17 +338,7 @@ func malformedFrames(rng *rand.Rand, src, dst net.HardwareAddr, n int) [][]byte 
 				body = append(make([]byte, 24), 1, 0, 0, 0, 0, 0, 0, 0)
 				body[0] = 135
 			}
-			f = make([]byte, offICMPv6+len(body))
-			copy(f[0:6], dst)
-			copy(f[6:12], src)
-			binary.BigEndian.PutUint16(f[12:14], etherTypeIPv6)
-			ip := f[ethHeaderLen:]
-			ip[0] = 6 << 4
-			binary.BigEndian.PutUint16(ip[4:6], uint16(len(body)))
-			ip[6] = protocolICMPv6
-			ip[7] = 255
-			ip[8], ip[9] = 0xfe, 0x80
-			copy(f[offICMPv6:], body)
+			f = icmpv6Frame(dst, src, netip.MustParseAddr("fe80::"), body, 255)
 		}
 		frames = append(frames, f)
 	}

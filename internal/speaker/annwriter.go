@@ -164,19 +164,17 @@ func (w *annWriter) purge(names []string) {
 
 // byNode returns the cached objects that name a node.
 func (w *annWriter) byNode(node string) []*v1beta1.ServiceAnnouncement {
-	objs, _ := w.inf.GetIndexer().ByIndex(annIndexNode, node)
-	out := make([]*v1beta1.ServiceAnnouncement, 0, len(objs))
-	for _, o := range objs {
-		if a, ok := o.(*v1beta1.ServiceAnnouncement); ok {
-			out = append(out, a)
-		}
-	}
-	return out
+	return w.byIndex(annIndexNode, node)
 }
 
 // byService returns the cached objects of a Service (namespace/name).
 func (w *annWriter) byService(svc string) []*v1beta1.ServiceAnnouncement {
-	objs, _ := w.inf.GetIndexer().ByIndex(annIndexService, svc)
+	return w.byIndex(annIndexService, svc)
+}
+
+// byIndex returns the cached objects under key in the index.
+func (w *annWriter) byIndex(index, key string) []*v1beta1.ServiceAnnouncement {
+	objs, _ := w.inf.GetIndexer().ByIndex(index, key)
 	out := make([]*v1beta1.ServiceAnnouncement, 0, len(objs))
 	for _, o := range objs {
 		if a, ok := o.(*v1beta1.ServiceAnnouncement); ok {

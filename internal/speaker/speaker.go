@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -231,33 +232,23 @@ func (p *pending) takeKeys() bool {
 func (p *pending) takeBGP() (svcs, nodes []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k := range p.bgpSvcs {
-		svcs = append(svcs, k)
-	}
-	for k := range p.bgpNodes {
-		nodes = append(nodes, k)
-	}
-	clear(p.bgpSvcs)
-	clear(p.bgpNodes)
-	return svcs, nodes
+	return drain(p.bgpSvcs), drain(p.bgpNodes)
+}
+
+// drain returns the keys of set, sorted, and empties it.
+func drain(set map[string]struct{}) []string {
+	keys := slices.Sorted(maps.Keys(set))
+	clear(set)
+	return keys
 }
 
 // take returns and clears what is pending.
 func (p *pending) take() (services, nodes []string, cfg, peers bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k := range p.services {
-		services = append(services, k)
-	}
-	for k := range p.nodes {
-		nodes = append(nodes, k)
-	}
-	clear(p.services)
-	clear(p.nodes)
+	services, nodes = drain(p.services), drain(p.nodes)
 	cfg, peers = p.config, p.peers
 	p.config, p.peers = false, false
-	slices.Sort(services)
-	slices.Sort(nodes)
 	return services, nodes, cfg, peers
 }
 
