@@ -99,7 +99,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.s.bgpRep != nil {
 		ua := c.s.UnadvertisedIPs()
-		ch <- prometheus.MustNewConstMetric(c.unadvertised, prometheus.GaugeValue, float64(ua[bgpwhy.ReasonNoSession]), bgpwhy.ReasonNoSession)
+		for _, r := range []string{bgpwhy.ReasonNoSession, bgpwhy.ReasonNoNode} {
+			ch <- prometheus.MustNewConstMetric(c.unadvertised, prometheus.GaugeValue, float64(ua[r]), r)
+		}
 	}
 	applies, deletes, failures := c.s.ann.Writes()
 	ch <- prometheus.MustNewConstMetric(c.annWrites, prometheus.CounterValue, float64(applies), "apply")
