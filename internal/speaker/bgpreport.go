@@ -34,8 +34,8 @@ type bgpReporter struct {
 
 	// Loop-owned.
 	tracker *bgpwhy.Tracker
-	active  bool // this speaker was the reporter at the last pass
-	all     bool // judge every Service at the next pass (membership, configuration or a node's labels changed)
+	active  bool              // this speaker was the reporter at the last pass
+	all     bool              // judge every Service at the next pass (membership, configuration or a node's labels changed)
 	svcs    map[string]bool   // Services to judge at the next pass (their spec, IPs or endpoints changed)
 	nodeFP  map[string]string // node -> what judging reads of it (labels, exclusion)
 
