@@ -2,6 +2,7 @@ package e2etest
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -31,7 +32,7 @@ func (b *bgpBed) sessionDownSaysWhy(ctx context.Context, t *testing.T) {
 	run := func(args ...string) (int, string) {
 		cmd := exec.CommandContext(ctx, plugin, append(args, "--kubeconfig", b.AdminKubeconfig, "--herald-namespace", testbed.HeraldNamespace)...)
 		out, err := cmd.Output()
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			out = append(out, ee.Stderr...)
 		}
 		return cmd.ProcessState.ExitCode(), string(out)
@@ -199,7 +200,7 @@ func (b *bgpBed) noAdvertisingNode(ctx context.Context, t *testing.T) {
 	why := func() (int, string) {
 		cmd := exec.CommandContext(ctx, plugin, "why", "lonely", "--kubeconfig", b.AdminKubeconfig, "--herald-namespace", testbed.HeraldNamespace)
 		out, err := cmd.Output()
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			out = append(out, ee.Stderr...)
 		}
 		return cmd.ProcessState.ExitCode(), string(out)
