@@ -2,8 +2,8 @@ package e2etest
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
