@@ -576,6 +576,7 @@ func TestBGP(t *testing.T) {
 	})
 
 	t.Run("SessionDownSaysWhy", func(t *testing.T) { b.with(t).sessionDownSaysWhy(ctx, t) })
+	t.Run("NoAdvertisingNode", func(t *testing.T) { b.with(t).noAdvertisingNode(ctx, t) })
 
 	t.Run("Aggregation", func(t *testing.T) {
 		b := b.with(t)

@@ -3,6 +3,7 @@ package e2etest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -30,7 +32,7 @@ func (b *bgpBed) sessionDownSaysWhy(ctx context.Context, t *testing.T) {
 	run := func(args ...string) (int, string) {
 		cmd := exec.CommandContext(ctx, plugin, append(args, "--kubeconfig", b.AdminKubeconfig, "--herald-namespace", testbed.HeraldNamespace)...)
 		out, err := cmd.Output()
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			out = append(out, ee.Stderr...)
 		}
 		return cmd.ProcessState.ExitCode(), string(out)
@@ -163,4 +165,121 @@ func (b *bgpBed) sessionDownSaysWhy(ctx context.Context, t *testing.T) {
 		return slices.Equal(objs, []string{"core.bgp.node1"}) && code == 0 && v == 0, fmt.Sprintf("%v exit %d gauge %s\n%s", objs, code, s, out)
 	})
 	t.Logf("session back: why core exits 0, %v", coreObjects())
+}
+
+// noAdvertisingNodeConfig is a pool whose only BGPAdvertisement selects
+// node2 alone and names peer core, which only node1 has: a Service in it is
+// advertised by no node. (A BGPAdvertisement that names a BGPPeer that does
+// not exist is refused by the controller: its pool is then BGP's no more.)
+const noAdvertisingNodeConfig = `
+apiVersion: herald.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lonely}
+spec: {addresses: ["203.0.113.112/28"], autoAssign: false}
+---
+apiVersion: herald.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: lonely}
+spec:
+  ipAddressPools: [lonely]
+  peers: [core]
+  nodeSelectors: [{matchLabels: {herald-test/node: node2}}]
+`
+
+// noAdvertisingNode gives Service lonely an address from a pool whose
+// BGPAdvertisement selects a node without the peer it names: no node
+// advertises it, so it gets one NotAdvertised event saying so,
+// herald_bgp_unadvertised_ips{reason="NoAdvertisingNode"} counts its IP and
+// `kubectl herald why` exits 1 naming the cause. Once the advertisement
+// names peer edge, node2 advertises it and the gauge is back to 0.
+func (b *bgpBed) noAdvertisingNode(ctx context.Context, t *testing.T) {
+	plugin, err := b.HeraldBinary(ctx, "kubectl-herald")
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := func() (int, string) {
+		cmd := exec.CommandContext(ctx, plugin, "why", "lonely", "--kubeconfig", b.AdminKubeconfig, "--herald-namespace", testbed.HeraldNamespace)
+		out, err := cmd.Output()
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			out = append(out, ee.Stderr...)
+		}
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	gauge := func() (float64, string) {
+		total, per := 0.0, []string{}
+		for _, n := range b.Nodes {
+			m, err := speakerMetrics(ctx, n)
+			if err != nil {
+				return -1, err.Error()
+			}
+			v := m[`herald_bgp_unadvertised_ips{reason="NoAdvertisingNode"}`]
+			total += v
+			per = append(per, fmt.Sprintf("%s=%v", n.Name, v))
+		}
+		return total, strings.Join(per, " ")
+	}
+	events := func() []string {
+		evs, err := b.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=lonely,reason=NotAdvertised"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range evs.Items {
+			out = append(out, fmt.Sprintf("%s (x%d)", e.Message, e.Count))
+		}
+		return out
+	}
+	if _, err := b.ApplyYAML(ctx, []byte(noAdvertisingNodeConfig)); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx := context.Background()
+		_ = b.Client.CoreV1().Services("default").Delete(ctx, "lonely", metav1.DeleteOptions{})
+		for _, k := range []string{"BGPAdvertisement", "IPAddressPool"} {
+			if ri, err := b.Resource(schema.GroupVersionKind{Group: "herald.io", Version: "v1beta1", Kind: k}, ""); err == nil {
+				_ = ri.Delete(ctx, "lonely", metav1.DeleteOptions{})
+			}
+		}
+	}()
+	start := time.Now()
+	ips := b.serviceIPs(ctx, testbed.ServiceSpec{Name: "lonely", Mutate: func(s *corev1.Service) {
+		s.Annotations = map[string]string{"herald.io/address-pool": "lonely"}
+	}}, 1)
+	var msgs []string
+	eventually(t, 20*time.Second, "a NotAdvertised event on lonely", func() (bool, string) {
+		msgs = events()
+		return len(msgs) > 0, ""
+	})
+	t.Logf("NotAdvertised %v after the Service was created: %q", time.Since(start).Round(time.Millisecond), msgs)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "no router learns "+ips[0].String()) ||
+		!strings.Contains(msgs[0], "no node advertises it in BGP mode: no selected node has a BGPPeer the BGPAdvertisement advertises to (1 without a matching peer, 2 not selected) (BGPAdvertisement lonely)") {
+		t.Errorf("events %q, want one saying no node has a peer that BGPAdvertisement lonely advertises to", msgs)
+	}
+	eventually(t, 10*time.Second, `herald_bgp_unadvertised_ips{reason="NoAdvertisingNode"} summed over the speakers is 1`, func() (bool, string) {
+		v, s := gauge()
+		return v == 1, s
+	})
+	code, out := why()
+	if code != 1 || !strings.Contains(out, "Broken link: bgp: no node advertises it in BGP mode: no selected node has a BGPPeer") {
+		t.Errorf("why lonely: exit %d, want 1 and the bgp link saying no node has the peer:\n%s", code, out)
+	} else {
+		t.Logf("kubectl herald why lonely:\n%s", out)
+	}
+	// Resyncs add no event.
+	time.Sleep(3 * time.Second)
+	if ev := events(); len(ev) != 1 || !strings.HasSuffix(ev[0], "(x1)") {
+		t.Errorf("NotAdvertised events %q, want one, recorded once", ev)
+	}
+
+	fixed := strings.Replace(noAdvertisingNodeConfig, "peers: [core]", "peers: [edge]", 1)
+	if _, err := b.ApplyYAML(ctx, []byte(fixed)); err != nil {
+		t.Fatal(err)
+	}
+	b.waitNextHops(host(ips[0]), 15*time.Second, b.nodeIPs(false, 2)...)
+	eventually(t, 15*time.Second, "the gauge back to 0 and why lonely exits 0", func() (bool, string) {
+		v, s := gauge()
+		code, out := why()
+		return v == 0 && code == 0, fmt.Sprintf("gauge %s, why exit %d\n%s", s, code, out)
+	})
+	t.Logf("advertisement fixed: routed via node2, gauge 0, why exits 0 (%v after the Service was created)", time.Since(start).Round(time.Millisecond))
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/heraldlb/herald/api/v1beta1"
+	"github.com/heraldlb/herald/internal/bgpwhy"
 )
 
 // Exit codes of "status" (exitUsage and exitUnreachable as for "why").
@@ -122,6 +123,14 @@ func summarize(in statusInput) statusReport {
 	}
 	slices.SortFunc(r.Pools, func(a, b poolStatus) int { return strings.Compare(a.Name, b.Name) })
 
+	state := func(node, peer string) (string, bool) {
+		for _, s := range in.sessions {
+			if s.Status.Node == node && s.Status.Peer == peer {
+				return s.Status.State, true
+			}
+		}
+		return "", false
+	}
 	ann := map[string][]v1beta1.ServiceAnnouncementStatus{} // namespace/service -> announcements
 	for _, a := range in.announcements {
 		k := a.Namespace + "/" + a.Status.Service
@@ -162,9 +171,16 @@ func summarize(in statusInput) statusReport {
 				announced[ip] = true
 			}
 		}
+		// Advertised in BGP mode alone, by nodes none of which has an
+		// Established session to a peer it advertises to: no router
+		// learns the route (as the reporting speaker judges it).
+		l2 := slices.ContainsFunc(as, func(a v1beta1.ServiceAnnouncementStatus) bool { return a.Protocol == v1beta1.ProtocolL2 })
+		v := bgpwhy.Judge(as, state, bgpwhy.Coverage{})
 		switch {
 		case len(ss.IPs) == 0:
 			problem("service %s: no address (kubectl herald why %s -n %s)", key, svc.Name, svc.Namespace)
+		case !l2 && v.Reason == bgpwhy.ReasonNoSession:
+			problem("service %s: no router learns %s: %s (kubectl herald why %s -n %s)", key, strings.Join(v.IPs, ","), v.Message(), svc.Name, svc.Namespace)
 		default:
 			for _, ip := range ss.IPs {
 				if !announced[ip] {

@@ -114,6 +114,13 @@ func TestStatus(t *testing.T) {
 			s.Status.State, s.Status.LastError = "Active", "connection refused"
 			return objs
 		}, exitUnhealthy, "BGP session of node node1 to peer router is Active: connection refused"},
+		{"BGP service whose advertising nodes have no session up", func(objs []runtime.Object) []runtime.Object {
+			objs[7].(*v1beta1.BGPSessionState).Status.State = "Idle"
+			return objs
+		}, exitUnhealthy, "service default/api: no router learns 203.0.113.1: no BGP session is established on the nodes that advertise it (node1,node2)"},
+		{"BGP service no node advertises", func(objs []runtime.Object) []runtime.Object {
+			return append(objs[:5:5], objs[7:]...) // api.bgp.node1 and api.bgp.node2 gone
+		}, exitUnhealthy, "service default/api: no node announces 203.0.113.1"},
 		{"another class is not Herald's", func(objs []runtime.Object) []runtime.Object {
 			s := lbService("other", "")
 			cls := "other.io/lb"

@@ -79,6 +79,7 @@ type whyInput struct {
 	pools    []v1beta1.IPAddressPool
 	l2       []v1beta1.L2Advertisement
 	bgpAds   []v1beta1.BGPAdvertisement
+	peers    []v1beta1.BGPPeer
 	nodes    []corev1.Node
 	slices   []discoveryv1.EndpointSlice
 	sessions []v1beta1.BGPSessionState
@@ -203,9 +204,19 @@ func diagnose(in whyInput) whyReport {
 		}
 	}
 	var bgpAds []string
+	var bgpCov []bgpwhy.Ad
 	for _, a := range in.bgpAds {
 		if covers(a.Spec.IPAddressPools, a.Spec.ServiceSelectors) {
 			bgpAds = append(bgpAds, a.Name)
+			sels := a.Spec.NodeSelectors
+			bgpCov = append(bgpCov, bgpwhy.Ad{Name: a.Name, Peers: a.Spec.Peers, Selects: func(node string) bool {
+				for _, n := range in.nodes {
+					if n.Name == node {
+						return selects(sels, n.Labels)
+					}
+				}
+				return false
+			}})
 		}
 	}
 	if len(l2) == 0 && len(bgpAds) == 0 {
@@ -223,18 +234,18 @@ func diagnose(in whyInput) whyReport {
 	add("advertisement", linkOK, "%s", strings.Join(names, ", "))
 
 	// 5. Node eligibility (layer 2).
-	if len(l2) > 0 {
-		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-		endpoints := map[string]bool{}
-		for _, es := range in.slices {
-			for _, ep := range es.Endpoints {
-				ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
-				serving := ep.Conditions.Serving != nil && *ep.Conditions.Serving
-				if ep.NodeName != nil && (ready || serving) {
-					endpoints[*ep.NodeName] = true
-				}
+	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+	endpoints := map[string]bool{}
+	for _, es := range in.slices {
+		for _, ep := range es.Endpoints {
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			serving := ep.Conditions.Serving != nil && *ep.Conditions.Serving
+			if ep.NodeName != nil && (ready || serving) {
+				endpoints[*ep.NodeName] = true
 			}
 		}
+	}
+	if len(l2) > 0 {
 		eligible := 0
 		for _, n := range in.nodes {
 			v := nodeVerdict{Node: n.Name}
@@ -244,13 +255,7 @@ func diagnose(in whyInput) whyReport {
 					selected = true
 				}
 			}
-			_, excluded := n.Labels["node.kubernetes.io/exclude-from-external-load-balancers"]
-			unavailable := false
-			for _, c := range n.Status.Conditions {
-				if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
-					unavailable = true
-				}
-			}
+			excluded, unavailable := nodeExcluded(&n)
 			switch {
 			case excluded:
 				v.Reason = "label node.kubernetes.io/exclude-from-external-load-balancers (ignored only when the speakers run with --ignore-exclude-lb)"
@@ -320,10 +325,25 @@ func diagnose(in whyInput) whyReport {
 	// to the peers it advertises to, judged as the reporting speaker does.
 	if len(bgpAds) > 0 {
 		var anns []v1beta1.ServiceAnnouncementStatus
+		cov := bgpwhy.Coverage{IPs: ips, Ads: bgpCov, L2: len(l2) > 0, Local: local}
 		for _, a := range in.announcements {
 			if a.Status.Service == svc.Name {
 				anns = append(anns, a.Status)
+				cov.L2 = cov.L2 || a.Status.Protocol == v1beta1.ProtocolL2
 			}
+		}
+		// Every node, as a speaker may run on each: the speakers judge the
+		// live ones alone.
+		for i := range in.nodes {
+			n := &in.nodes[i]
+			excluded, unavailable := nodeExcluded(n)
+			bn := bgpwhy.Node{Name: n.Name, Excluded: excluded || unavailable, Endpoint: endpoints[n.Name]}
+			for _, p := range in.peers {
+				if selects(p.Spec.NodeSelectors, n.Labels) {
+					bn.Peers = append(bn.Peers, p.Name)
+				}
+			}
+			cov.Nodes = append(cov.Nodes, bn)
 		}
 		v := bgpwhy.Judge(anns, func(node, peer string) (string, bool) {
 			for _, s := range in.sessions {
@@ -332,8 +352,8 @@ func diagnose(in whyInput) whyReport {
 				}
 			}
 			return "", false
-		})
-		if len(v.Nodes) > 0 {
+		}, cov)
+		if len(v.Nodes) > 0 || v.Reason != "" {
 			r.BGP = &v
 		}
 		var down []string
@@ -343,6 +363,8 @@ func diagnose(in whyInput) whyReport {
 			}
 		}
 		switch {
+		case v.Reason == bgpwhy.ReasonNoNode:
+			add("bgp", linkBroken, "%s", v.Message())
 		case len(v.Nodes) == 0:
 			r.whyNoBGPNode(in.sessions, add)
 		case v.Reason != "":
@@ -378,6 +400,19 @@ func (r *whyReport) whyNoBGPNode(sessions []v1beta1.BGPSessionState, add func(st
 		add("bgp", linkWarn, "no node advertises the Service (no ServiceAnnouncement %s.bgp.<node>): no BGPAdvertisement selects a node with one of its peers, "+
 			"or externalTrafficPolicy is Local without a ready endpoint; %d of %d sessions established", r.Service[strings.Index(r.Service, "/")+1:], up, total)
 	}
+}
+
+// nodeExcluded reports whether a node carries the label
+// node.kubernetes.io/exclude-from-external-load-balancers, and whether its
+// NetworkUnavailable condition is true.
+func nodeExcluded(n *corev1.Node) (excluded, unavailable bool) {
+	_, excluded = n.Labels["node.kubernetes.io/exclude-from-external-load-balancers"]
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
+			unavailable = true
+		}
+	}
+	return excluded, unavailable
 }
 
 func selects(sels []metav1.LabelSelector, l map[string]string) bool {
@@ -504,7 +539,9 @@ func gatherWhy(ctx context.Context, dc dynamic.Interface, f whyFlags, name strin
 			return in, step
 		}
 	}
-	// Optional: BGP sessions and kube-proxy's configuration may be unreadable.
+	// Optional: BGP sessions and peers, and kube-proxy's configuration may
+	// be unreadable.
+	_ = listInto(ctx, dc.Resource(heraldGVR("bgppeers")), metav1.ListOptions{}, &in.peers)
 	_ = listInto(ctx, dc.Resource(heraldGVR("bgpsessionstates")).Namespace(f.heraldNS), metav1.ListOptions{}, &in.sessions)
 	_ = listInto(ctx, dc.Resource(heraldGVR("serviceannouncements")).Namespace(f.namespace),
 		metav1.ListOptions{LabelSelector: v1beta1.LabelAnnouncementService + "=" + name}, &in.announcements)

@@ -59,8 +59,21 @@ func TestDiagnose(t *testing.T) {
 		{"BGP session down", func(in *whyInput) {
 			in.l2 = nil
 			in.bgpAds = []v1beta1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"l2"}}}}
+			in.peers = []v1beta1.BGPPeer{{ObjectMeta: metav1.ObjectMeta{Name: "router"}}}
 			in.sessions = []v1beta1.BGPSessionState{{ObjectMeta: metav1.ObjectMeta{Name: "node1-router"}, Status: v1beta1.BGPSessionStateStatus{State: "Active"}}}
 		}, "bgp: no BGP session is established"},
+		{"BGPAdvertisement for a peer no node has", func(in *whyInput) {
+			in.l2 = nil
+			in.bgpAds = []v1beta1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"l2"}, Peers: []string{"ghost"}}}}
+			in.peers = []v1beta1.BGPPeer{{ObjectMeta: metav1.ObjectMeta{Name: "router"}}}
+			in.sessions = []v1beta1.BGPSessionState{{ObjectMeta: metav1.ObjectMeta{Name: "node1-router"}, Status: v1beta1.BGPSessionStateStatus{Node: "node1", Peer: "router", State: "Established"}}}
+		}, "bgp: no node advertises it in BGP mode: no selected node has a BGPPeer the BGPAdvertisement advertises to (2 without a matching peer) (BGPAdvertisement b)"},
+		{"BGPAdvertisement whose nodeSelectors select no node", func(in *whyInput) {
+			in.l2 = nil
+			in.bgpAds = []v1beta1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"l2"},
+				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"rack": "nowhere"}}}}}}
+			in.peers = []v1beta1.BGPPeer{{ObjectMeta: metav1.ObjectMeta{Name: "router"}}}
+		}, "bgp: no node advertises it in BGP mode: no node is selected by the nodeSelectors"},
 		{"every session of the advertising nodes down", func(in *whyInput) {
 			in.l2 = nil
 			in.bgpAds = []v1beta1.BGPAdvertisement{{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Spec: v1beta1.BGPAdvertisementSpec{IPAddressPools: []string{"l2"}}}}

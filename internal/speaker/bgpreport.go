@@ -3,6 +3,7 @@ package speaker
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -33,8 +34,10 @@ type bgpReporter struct {
 
 	// Loop-owned.
 	tracker *bgpwhy.Tracker
-	active  bool // this speaker was the reporter at the last pass
-	all     bool // judge every Service at the next pass (membership changed)
+	active  bool              // this speaker was the reporter at the last pass
+	all     bool              // judge every Service at the next pass (membership, configuration or a node's labels changed)
+	svcs    map[string]bool   // Services to judge at the next pass (their spec, IPs or endpoints changed)
+	nodeFP  map[string]string // node -> what judging reads of it (labels, exclusion)
 
 	ips atomic.Pointer[map[string]int] // reason -> IPs, for the metrics
 }
@@ -45,7 +48,7 @@ func (s *Speaker) setupBGPReporter() error {
 	c := s.cfg.Clients
 	lw := cache.NewListWatchFromClient(c.Herald, resourceSessionStates, s.cfg.Namespace, fields.Everything())
 	inf := cache.NewSharedIndexInformer(lw, &v1beta1.BGPSessionState{}, 0, cache.Indexers{})
-	s.bgpRep = &bgpReporter{sessions: inf, tracker: bgpwhy.NewTracker()}
+	s.bgpRep = &bgpReporter{sessions: inf, tracker: bgpwhy.NewTracker(), svcs: map[string]bool{}, nodeFP: map[string]string{}}
 	node := func(obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
@@ -75,7 +78,8 @@ func (s *Speaker) setupBGPReporter() error {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
 		}
-		if a, ok := obj.(*v1beta1.ServiceAnnouncement); ok && a.Status.Protocol == v1beta1.ProtocolBGP {
+		// Any protocol: an .l2 object says layer 2 announces the Service.
+		if a, ok := obj.(*v1beta1.ServiceAnnouncement); ok {
 			key := a.Namespace + "/" + a.Status.Service
 			s.pend.mark(func() { s.pend.bgpSvcs[key] = struct{}{} })
 		}
@@ -125,10 +129,17 @@ func (s *Speaker) reportBGP(now time.Time) {
 		for _, k := range s.ann.services() {
 			todo[k] = true
 		}
+		for k := range s.st.Services() {
+			todo[k] = true
+		}
 	}
 	for _, k := range svcs {
 		todo[k] = true
 	}
+	for k := range r.svcs {
+		todo[k] = true
+	}
+	clear(r.svcs)
 	for _, n := range nodes {
 		for _, a := range s.ann.byNode(n) {
 			if a.Status.Protocol == v1beta1.ProtocolBGP {
@@ -146,16 +157,119 @@ func (s *Speaker) reportBGP(now time.Time) {
 	r.ips.Store(&n)
 }
 
+// bgpChanged tells the reporter what the loop handled: the Services it
+// re-read, the nodes whose objects changed, and whether the configuration
+// did. A node counts only when what judging reads of it changed, so that a
+// Node status heartbeat re-judges nothing.
+func (s *Speaker) bgpChanged(services, nodes []string, cfg bool) {
+	r := s.bgpRep
+	if r == nil {
+		return
+	}
+	for _, k := range services {
+		r.svcs[k] = true
+	}
+	if cfg {
+		r.all = true
+	}
+	for _, name := range nodes {
+		fp := ""
+		if n, err := s.nodes.Get(name); err == nil {
+			fp = fmt.Sprintf("%v/%v", Candidate(n, nil, s.cfg.IgnoreExcludeLB).Excluded, n.Labels)
+		}
+		if old, ok := r.nodeFP[name]; !ok || old != fp {
+			r.all = true
+		}
+		if fp == "" {
+			delete(r.nodeFP, name)
+		} else {
+			r.nodeFP[name] = fp
+		}
+	}
+}
+
 // judgeBGP decides whether a Service's BGP advertisement reaches a router,
-// from the objects of live nodes.
+// from the objects of live nodes; when no node advertises it, from the
+// configuration, the live nodes and the Service why none does.
 func (s *Speaker) judgeBGP(svc string) bgpwhy.Verdict {
 	var anns []v1beta1.ServiceAnnouncementStatus
+	l2 := false
 	for _, a := range s.ann.byService(svc) {
+		if a.Status.Protocol == v1beta1.ProtocolL2 {
+			l2 = true
+		}
 		if a.Status.Protocol == v1beta1.ProtocolBGP && (a.Status.Node == s.self || s.isAlive(a.Status.Node)) {
 			anns = append(anns, a.Status)
 		}
 	}
-	return bgpwhy.Judge(anns, s.sessionState)
+	var cov bgpwhy.Coverage
+	if len(anns) == 0 {
+		cov = s.bgpCoverage(svc)
+		cov.L2 = cov.L2 || l2
+	}
+	return bgpwhy.Judge(anns, s.sessionState, cov)
+}
+
+// bgpCoverage returns what bgpwhy.Judge reads when no node advertises a
+// Service: the BGPAdvertisements that cover it and the live nodes.
+func (s *Speaker) bgpCoverage(svc string) bgpwhy.Coverage {
+	var cov bgpwhy.Coverage
+	cfg, info := s.st.Config(), s.st.Info(svc)
+	if cfg == nil || info == nil {
+		return cov
+	}
+	cov.L2, cov.Local = s.st.L2Covers(svc), info.LocalTraffic
+	nodeLabels := map[string]map[string]string{}
+	labelsOf := func(name string) map[string]string {
+		l, ok := nodeLabels[name]
+		if !ok {
+			if n, err := s.nodes.Get(name); err == nil {
+				l = n.Labels
+			}
+			nodeLabels[name] = l
+		}
+		return l
+	}
+	seen := map[string]bool{}
+	for _, ip := range info.IPs {
+		pool := cfg.PoolOf(ip)
+		if pool == nil {
+			continue
+		}
+		covered := false
+		for _, ad := range cfg.BGPAdvertisements {
+			if !slices.Contains(ad.Pools, pool.Name) || !matchesAny(ad.ServiceSelectors, info.Labels) {
+				continue
+			}
+			covered = true
+			if !seen[ad.Name] {
+				seen[ad.Name] = true
+				sels := ad.NodeSelectors
+				cov.Ads = append(cov.Ads, bgpwhy.Ad{Name: ad.Name, Peers: ad.Peers,
+					Selects: func(n string) bool { return matchesAny(sels, labelsOf(n)) }})
+			}
+		}
+		if covered {
+			cov.IPs = append(cov.IPs, ip.String())
+		}
+	}
+	if len(cov.Ads) == 0 || cov.L2 {
+		return cov
+	}
+	for _, name := range s.st.LiveNodes() {
+		n := bgpwhy.Node{Name: name, Endpoint: info.EndpointNodes.Has(name)}
+		if c, ok := s.st.Node(name); ok {
+			n.Excluded = c.Excluded
+		}
+		l := labelsOf(name)
+		for _, p := range cfg.Peers {
+			if matchesAny(p.NodeSelectors, l) {
+				n.Peers = append(n.Peers, p.Name)
+			}
+		}
+		cov.Nodes = append(cov.Nodes, n)
+	}
+	return cov
 }
 
 // sessionState returns the FSM state of a node's session with a peer, as

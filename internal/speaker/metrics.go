@@ -64,8 +64,9 @@ func NewCollector(s *Speaker) *Collector {
 		bgpPlans:      d("bgp_plans_total", "Election keys whose BGP advertisements were planned again."),
 		unannounced: d("layer2_unannounced_ips", "Allocated IPs that no node announces in layer 2 mode, by reason; "+
 			"counted by one speaker (the live one with the lowest node name), 0 on the others.", "reason"),
-		unadvertised: d("bgp_unadvertised_ips", "Allocated IPs that nodes advertise in BGP mode but that no router can learn, by reason "+
-			"(NoEstablishedSession: no advertising node has an established session to a peer it advertises them to); "+
+		unadvertised: d("bgp_unadvertised_ips", "Allocated IPs that no router can learn in BGP mode, by reason "+
+			"(NoEstablishedSession: no advertising node has an established session to a peer it advertises them to; "+
+			"NoAdvertisingNode: a BGPAdvertisement covers them but no node advertises them and layer 2 does not announce them); "+
 			"counted by one speaker (the live one with the lowest node name), 0 on the others.", "reason"),
 		annWrites:   d("announcement_status_writes_total", "ServiceAnnouncement writes this speaker made, by operation (apply, delete).", "op"),
 		annFailures: d("announcement_status_write_failures_total", "ServiceAnnouncement writes that failed and were retried."),
@@ -99,7 +100,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.s.bgpRep != nil {
 		ua := c.s.UnadvertisedIPs()
-		ch <- prometheus.MustNewConstMetric(c.unadvertised, prometheus.GaugeValue, float64(ua[bgpwhy.ReasonNoSession]), bgpwhy.ReasonNoSession)
+		for _, r := range []string{bgpwhy.ReasonNoSession, bgpwhy.ReasonNoNode} {
+			ch <- prometheus.MustNewConstMetric(c.unadvertised, prometheus.GaugeValue, float64(ua[r]), r)
+		}
 	}
 	applies, deletes, failures := c.s.ann.Writes()
 	ch <- prometheus.MustNewConstMetric(c.annWrites, prometheus.CounterValue, float64(applies), "apply")

@@ -902,6 +902,7 @@ func (s *Speaker) process(ctx context.Context) {
 		}
 	}
 	s.flushAnnouncements()
+	s.bgpChanged(services, nodes, cfgDirty)
 	s.reportBGP(time.Now())
 	if peersDirty {
 		peers, err := s.peers.Peers()

@@ -76,6 +76,19 @@ func NewState(self string, counted func()) *State {
 	}
 }
 
+// Services returns the names of the Services known with their info.
+func (st *State) Services() iter.Seq[string] { return maps.Keys(st.infos) }
+
+// L2Covers reports whether an L2Advertisement covers an IP of the Service:
+// layer 2 then announces it, or says why no node does.
+func (st *State) L2Covers(name string) bool {
+	key, ok := st.groups.KeyOf(name)
+	return ok && len(st.keyIPs[key]) > 0
+}
+
+// LiveNodes returns the candidate nodes (alive, with a Node object), sorted.
+func (st *State) LiveNodes() []string { return st.table.Nodes() }
+
 // Config returns the configuration snapshot in use, nil before the first.
 func (st *State) Config() *config.Config { return st.conf }
 
