@@ -56,29 +56,9 @@ func (b *bgpBed) sessionDownSaysWhy(ctx context.Context, t *testing.T) {
 		return m, out
 	}
 	unadvertised := func() (float64, string) {
-		total, per := 0.0, []string{}
-		for _, n := range b.Nodes {
-			m, err := speakerMetrics(ctx, n)
-			if err != nil {
-				return -1, err.Error()
-			}
-			v := m[`herald_bgp_unadvertised_ips{reason="NoEstablishedSession"}`]
-			total += v
-			per = append(per, fmt.Sprintf("%s=%v", n.Name, v))
-		}
-		return total, strings.Join(per, " ")
+		return sumMetric(ctx, b.Nodes, speakerMetrics, `herald_bgp_unadvertised_ips{reason="NoEstablishedSession"}`)
 	}
-	events := func() []string {
-		evs, err := b.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=core,reason=NotAdvertised"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, e := range evs.Items {
-			out = append(out, fmt.Sprintf("%s (x%d)", e.Message, e.Count))
-		}
-		return out
-	}
+	events := func() []string { return notAdvertisedEvents(ctx, t, b.Bed, "core") }
 	annRI, err := b.Resource(schema.GroupVersionKind{Group: "herald.io", Version: "v1beta1", Kind: "ServiceAnnouncement"}, "default")
 	if err != nil {
 		t.Fatal(err)
@@ -206,29 +186,9 @@ func (b *bgpBed) noAdvertisingNode(ctx context.Context, t *testing.T) {
 		return cmd.ProcessState.ExitCode(), string(out)
 	}
 	gauge := func() (float64, string) {
-		total, per := 0.0, []string{}
-		for _, n := range b.Nodes {
-			m, err := speakerMetrics(ctx, n)
-			if err != nil {
-				return -1, err.Error()
-			}
-			v := m[`herald_bgp_unadvertised_ips{reason="NoAdvertisingNode"}`]
-			total += v
-			per = append(per, fmt.Sprintf("%s=%v", n.Name, v))
-		}
-		return total, strings.Join(per, " ")
+		return sumMetric(ctx, b.Nodes, speakerMetrics, `herald_bgp_unadvertised_ips{reason="NoAdvertisingNode"}`)
 	}
-	events := func() []string {
-		evs, err := b.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=lonely,reason=NotAdvertised"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, e := range evs.Items {
-			out = append(out, fmt.Sprintf("%s (x%d)", e.Message, e.Count))
-		}
-		return out
-	}
+	events := func() []string { return notAdvertisedEvents(ctx, t, b.Bed, "lonely") }
 	if _, err := b.ApplyYAML(ctx, []byte(noAdvertisingNodeConfig)); err != nil {
 		t.Fatal(err)
 	}
@@ -282,4 +242,19 @@ func (b *bgpBed) noAdvertisingNode(ctx context.Context, t *testing.T) {
 		return v == 0 && code == 0, fmt.Sprintf("gauge %s, why exit %d\n%s", s, code, out)
 	})
 	t.Logf("advertisement fixed: routed via node2, gauge 0, why exits 0 (%v after the Service was created)", time.Since(start).Round(time.Millisecond))
+}
+
+// notAdvertisedEvents returns the NotAdvertised events of Service
+// default/svc, as "message (xcount)".
+func notAdvertisedEvents(ctx context.Context, t *testing.T, bed *testbed.Bed, svc string) []string {
+	t.Helper()
+	evs, err := bed.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + svc + ",reason=NotAdvertised"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range evs.Items {
+		out = append(out, fmt.Sprintf("%s (x%d)", e.Message, e.Count))
+	}
+	return out
 }

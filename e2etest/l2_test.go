@@ -178,6 +178,22 @@ func speakerMetrics(ctx context.Context, n *testbed.Node) (map[string]float64, e
 	return parseMetrics(n.Output(ctx, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:7472/metrics"))
 }
 
+// sumMetric adds one metric (name{labels}) over the nodes' speakers, read
+// with get; it also returns the value per node, or -1 and the error.
+func sumMetric(ctx context.Context, nodes []*testbed.Node, get func(context.Context, *testbed.Node) (map[string]float64, error), metric string) (float64, string) {
+	total, per := 0.0, []string{}
+	for _, n := range nodes {
+		m, err := get(ctx, n)
+		if err != nil {
+			return -1, err.Error()
+		}
+		v := m[metric]
+		total += v
+		per = append(per, fmt.Sprintf("%s=%v", n.Name, v))
+	}
+	return total, strings.Join(per, " ")
+}
+
 // parseMetrics parses a metrics page as name{labels} -> value.
 func parseMetrics(out []byte, err error) (map[string]float64, error) {
 	if err != nil {

@@ -114,17 +114,7 @@ func TestL2Operator(t *testing.T) {
 			t.Errorf("events %q, want one starting %q", msgs, want)
 		}
 		sum := func() (float64, string) {
-			total, per := 0.0, []string{}
-			for _, n := range b.Nodes {
-				m, err := b.metrics(ctx, n)
-				if err != nil {
-					return -1, err.Error()
-				}
-				v := m[`herald_layer2_unannounced_ips{reason="NodeExcluded"}`]
-				total += v
-				per = append(per, fmt.Sprintf("%s=%v", n.Name, v))
-			}
-			return total, strings.Join(per, " ")
+			return sumMetric(ctx, b.Nodes, b.metrics, `herald_layer2_unannounced_ips{reason="NodeExcluded"}`)
 		}
 		eventually(t, 20*time.Second, "herald_layer2_unannounced_ips{reason=NodeExcluded} summed over the speakers counts web's IP once", func() (bool, string) {
 			v, s := sum()
