@@ -411,7 +411,10 @@ func TestShutdownWithdrawsAndCeases(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "session down at the router", func() bool { return !r.established(speakerIP) })
+	// The router's event log records the down after its state changes.
+	eventually(t, 5*time.Second, "session down at the router", func() bool {
+		return !r.established(speakerIP) && lastDown(r.eventLog()) != nil
+	})
 	down := lastDown(r.eventLog())
 	if down == nil || down.reason != api.PeerState_DISCONNECT_REASON_NOTIFICATION_RECEIVED {
 		t.Errorf("router saw %+v, want a NOTIFICATION (Cease)", down)
