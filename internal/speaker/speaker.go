@@ -464,6 +464,31 @@ func (s *Speaker) extraFactories() []informers.SharedInformerFactory {
 	return out
 }
 
+// warnUnsynced logs, once, the caches still not synced 10 s after the
+// start, unless synced is closed first: a start that hangs says on what.
+func (s *Speaker) warnUnsynced(synced <-chan struct{}, extra []informers.SharedInformerFactory) {
+	select {
+	case <-synced:
+		return
+	case <-time.After(10 * time.Second):
+	}
+	now := make(chan struct{})
+	close(now) // ask, without waiting
+	var waiting []string
+	if !s.herald.HasSynced() {
+		waiting = append(waiting, "herald.io configuration")
+	}
+	for _, f := range append([]informers.SharedInformerFactory{s.factory}, extra...) {
+		for typ, ok := range f.WaitForCacheSync(now) {
+			if !ok {
+				waiting = append(waiting, typ.String())
+			}
+		}
+	}
+	slices.Sort(waiting)
+	s.log.Warn("caches not synced after 10s", slog.Any("waiting", waiting))
+}
+
 // Run runs the speaker until ctx ends, then stops answering, leaves the
 // memberlist and returns. It returns an error if it could not start.
 func (s *Speaker) Run(ctx context.Context) error {
@@ -485,6 +510,8 @@ func (s *Speaker) Run(ctx context.Context) error {
 			f.Shutdown()
 		}
 	}()
+	syncedCh := make(chan struct{})
+	go s.warnUnsynced(syncedCh, extra)
 	synced := []cache.InformerSynced{s.herald.HasSynced}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("speaker: caches not synced: %w", ctx.Err())
@@ -501,6 +528,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 			}
 		}
 	}
+	close(syncedCh)
 	s.log.Info("caches synced")
 
 	cluster, err := s.startMembership(ctx)
