@@ -96,15 +96,11 @@ func TestControllerChaos(t *testing.T) {
 		}
 	}()
 
-	leases := bed.Client.CoordinationV1().Leases("herald-system")
 	leader := func() (string, *testbed.Process) {
-		l, err := leases.Get(ctx, "herald-controller", metav1.GetOptions{})
-		if err != nil || l.Spec.HolderIdentity == nil {
-			return "", nil
-		}
+		id := leaseHolder(bed)
 		mu.Lock()
 		defer mu.Unlock()
-		return *l.Spec.HolderIdentity, replicas[*l.Spec.HolderIdentity]
+		return id, replicas[id]
 	}
 
 	// Churn: keep between minAlive and maxAlive Services, more than the
@@ -207,6 +203,45 @@ func TestControllerChaos(t *testing.T) {
 	}
 	if r.removed > 0 {
 		t.Errorf("a live Service lost its address %d times", r.removed)
+	}
+}
+
+// TestControllerPausedLeaderLeavesLease stops the leader past its lease,
+// lets the standby take over, and resumes the old leader, which exits: on
+// its way out it must not release the Lease its successor now holds. If it
+// did, a third replica would take the Lease at once while the successor
+// still writes (the chaos test caught two replicas allocating at once).
+func TestControllerPausedLeaderLeavesLease(t *testing.T) {
+	bed := controllerBed(t, false)
+	le := []string{"--leader-elect", "--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"}
+	a := startController(t, bed, "replica-a", append(le, "--identity", "replica-a")...)
+	eventually(t, 30*time.Second, "replica-a leads", func() (bool, string) {
+		h := leaseHolder(bed)
+		return h == "replica-a", h
+	})
+	startController(t, bed, "replica-b", append(le, "--identity", "replica-b")...)
+	if err := a.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "replica-b takes over from the stopped leader", func() (bool, string) {
+		h := leaseHolder(bed)
+		return h == "replica-b", h
+	})
+	if err := a.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.Exited():
+	case <-time.After(30 * time.Second):
+		t.Fatal("replica-a did not exit after its lease lapsed")
+	}
+	// The successor keeps the Lease: not cleared by the old leader, and
+	// renewed by replica-b, for a few renewals.
+	for range 20 {
+		if h := leaseHolder(bed); h != "replica-b" {
+			t.Fatalf("after replica-a exited the Lease names %q, want replica-b: the deposed leader released its successor's lease", h)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -332,4 +367,13 @@ func (w *ipWatcher) result() watchResult {
 	}
 	r.examples = slices.Clone(w.res.examples)
 	return r
+}
+
+// leaseHolder is the holder the controller's Lease names, or "".
+func leaseHolder(bed *testbed.Bed) string {
+	l, err := bed.Client.CoordinationV1().Leases("herald-system").Get(context.Background(), "herald-controller", metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
 }

@@ -559,14 +559,7 @@ func TestControllerLeaderFailover(t *testing.T) {
 	start("replica-a")
 	start("replica-b")
 	ctx := context.Background()
-	leases := bed.Client.CoordinationV1().Leases("herald-system")
-	holder := func() string {
-		l, err := leases.Get(ctx, "herald-controller", metav1.GetOptions{})
-		if err != nil || l.Spec.HolderIdentity == nil {
-			return ""
-		}
-		return *l.Spec.HolderIdentity
-	}
+	holder := func() string { return leaseHolder(bed) }
 
 	created := 0
 	churn := func(k int) {

@@ -2,8 +2,10 @@ package k8s
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,10 +31,34 @@ type LeaderConfig struct {
 }
 
 // fencedLock is a Lease lock that tells the fence when a write naming this
-// replica succeeded, and when it was sent.
+// replica succeeded, and when it was sent. It also keeps a deposed replica
+// from releasing its successor's lease: client-go's release reads the Lease
+// (which refreshes the resourceVersion its update is conditional on) but
+// decides whether this replica leads from the record it observed last. A
+// replica paused past its lease still believes it leads when it resumes,
+// so on its way out it would clear the holder a successor wrote, and a
+// third replica could take the Lease while the successor still writes.
 type fencedLock struct {
 	resourcelock.Interface
 	fence *fence.Fence
+
+	mu sync.Mutex
+	// holder is the holder in the record Get read last: the record the
+	// next Update is conditional on.
+	holder string
+}
+
+// errNotHolder refuses a release of a Lease another replica holds.
+var errNotHolder = errors.New("the Lease names another holder: not releasing it")
+
+func (l *fencedLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	rec, raw, err := l.Interface.Get(ctx)
+	if err == nil {
+		l.mu.Lock()
+		l.holder = rec.HolderIdentity
+		l.mu.Unlock()
+	}
+	return rec, raw, err
 }
 
 func (l *fencedLock) Create(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
@@ -45,6 +71,17 @@ func (l *fencedLock) Create(ctx context.Context, rec resourcelock.LeaderElection
 }
 
 func (l *fencedLock) Update(ctx context.Context, rec resourcelock.LeaderElectionRecord) error {
+	if rec.HolderIdentity == "" {
+		// A release. The update is conditional on the resourceVersion
+		// of the record read last, so if that record names this
+		// replica, nobody else can hold the Lease when it lands.
+		l.mu.Lock()
+		holder := l.holder
+		l.mu.Unlock()
+		if holder != l.Identity() {
+			return fmt.Errorf("release %s: %w (%q)", l.Describe(), errNotHolder, holder)
+		}
+	}
 	sent := time.Now()
 	err := l.Interface.Update(ctx, rec)
 	if err == nil && rec.HolderIdentity == l.Identity() {
