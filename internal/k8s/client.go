@@ -1,7 +1,10 @@
 package k8s
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -51,7 +54,25 @@ func RESTConfig(path string, qps float32, burst int, userAgent string) (*rest.Co
 	}
 	cfg.QPS, cfg.Burst = qps, burst
 	cfg.UserAgent = userAgent
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return lateGuard{rt} })
 	return cfg, nil
+}
+
+// lateGuard refuses to send a request whose deadline has passed, by the
+// clock, just before it goes to the connection. A context's deadline ends
+// it only once a timer goroutine has run: a process stopped (SIGSTOP, a
+// frozen VM) between the fence's check and the send would otherwise, when
+// it resumes, send a write the fence has expired before the runtime gets
+// round to cancelling it. The controller's writes carry the lease's
+// validity as their deadline.
+type lateGuard struct{ next http.RoundTripper }
+
+func (g lateGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if dl, ok := req.Context().Deadline(); ok && !time.Now().Before(dl) {
+		return nil, fmt.Errorf("%s %s not sent, its deadline passed %v ago: %w",
+			req.Method, req.URL.Path, time.Since(dl).Round(time.Millisecond), context.DeadlineExceeded)
+	}
+	return g.next.RoundTrip(req)
 }
 
 // Clients are the API clients a Herald binary uses.

@@ -2,11 +2,13 @@ package k8s
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -48,5 +50,46 @@ func TestWireFormats(t *testing.T) {
 	}
 	if got := accept["/apis/herald.io/v1beta1/ipaddresspools"]; got != "application/json" {
 		t.Errorf("herald.io Accept: %q, want JSON only", got)
+	}
+}
+
+// pastDeadline is a context whose deadline has passed but whose timer has
+// not fired yet: what a request sees when its process resumes after a
+// stop, before the runtime has cancelled its context.
+type pastDeadline struct{ context.Context }
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Second), true }
+
+type countingRT struct{ sent int }
+
+func (c *countingRT) RoundTrip(*http.Request) (*http.Response, error) {
+	c.sent++
+	return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
+}
+
+// TestLateGuard: a request whose deadline has passed by the clock is not
+// sent, even while its context still says it is live.
+func TestLateGuard(t *testing.T) {
+	next := &countingRT{}
+	g := lateGuard{next}
+	late, err := http.NewRequestWithContext(pastDeadline{context.Background()}, http.MethodPatch, "https://api/v1/services", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.RoundTrip(late); !errors.Is(err, context.DeadlineExceeded) || next.sent != 0 {
+		t.Fatalf("late request: error %v, %d sent; want DeadlineExceeded and none sent", err, next.sent)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, c := range []context.Context{ctx, context.Background()} {
+		req, _ := http.NewRequestWithContext(c, http.MethodPatch, "https://api/v1/services", nil)
+		if resp, err := g.RoundTrip(req); err != nil {
+			t.Fatalf("request in time: %v", err)
+		} else {
+			_ = resp.Body.Close()
+		}
+	}
+	if next.sent != 2 {
+		t.Errorf("%d requests sent, want 2", next.sent)
 	}
 }
