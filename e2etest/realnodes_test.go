@@ -980,7 +980,7 @@ func (rb *realBed) rollingUpgrade(upgrade func(), l2, bgp netip.Addr, ctrlImage,
 	begin := time.Now()
 	defer func() {
 		if t.Failed() {
-			t.Logf("the old Herald pods' last log lines, from the start of the roll:\n%s", logs.since(begin.Add(-time.Second)))
+			t.Logf("the Herald pods' log lines, old and new, from the start of the roll:\n%s", logs.since(begin.Add(-time.Second)))
 		}
 	}()
 	upgrade()
@@ -1229,17 +1229,26 @@ type podLogKeeper struct {
 	logs map[string]string // pod name → its log, as last read
 }
 
-// keepLogs reads the Herald pods' logs every 100 ms until ctx ends.
+// keepLogs reads the Herald pods' logs every 100 ms until ctx ends, the
+// pods that start meanwhile (a roll's new pods) included.
 func (rb *realBed) keepLogs(ctx context.Context) *podLogKeeper {
 	k := &podLogKeeper{logs: map[string]string{}}
-	pods, err := rb.bed.Client.CoreV1().Pods(testbed.HeraldNamespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		rb.t.Logf("keep logs: %v", err)
-		return k
-	}
 	go func() {
+		var pods []corev1.Pod
+		var listed time.Time
 		for ctx.Err() == nil {
-			for _, p := range pods.Items {
+			if time.Since(listed) > time.Second {
+				l, err := rb.bed.Client.CoreV1().Pods(testbed.HeraldNamespace).List(ctx, metav1.ListOptions{})
+				if err == nil {
+					listed = time.Now()
+					for _, p := range l.Items {
+						if !slices.ContainsFunc(pods, func(q corev1.Pod) bool { return q.UID == p.UID }) {
+							pods = append(pods, p)
+						}
+					}
+				}
+			}
+			for _, p := range pods {
 				if l, err := rb.podLog(p); err == nil {
 					k.mu.Lock()
 					k.logs[p.Name] = l

@@ -54,6 +54,16 @@ const (
 	bfdFlagAuthentication = 0x04
 )
 
+// bfdDiagName names a diagnostic code (RFC 5880 section 4.1).
+func bfdDiagName(d uint8) string {
+	names := []string{"none", "control detection time expired", "echo function failed", "neighbor signaled session down",
+		"forwarding plane reset", "path down", "concatenated path down", "administratively down", "reverse concatenated path down"}
+	if int(d) < len(names) {
+		return fmt.Sprintf("%d, %s", d, names[d])
+	}
+	return fmt.Sprintf("%d", d)
+}
+
 // bfdPacket is a BFD control packet without authentication.
 type bfdPacket struct {
 	diag, state     uint8
@@ -545,6 +555,12 @@ func (ss *bfdSession) ttlOK(ttl int) bool {
 func (ss *bfdSession) receive(p *bfdPacket) bool {
 	ss.heard = true
 	ss.lastReceived = time.Now()
+	// A router that restarts its end of the session (FRR's bfdd does when
+	// bgpd reinstalls the session as the BGP session comes up) talks with
+	// another discriminator: its Down is the start of a new session, not
+	// a path that failed.
+	restarted := ss.remoteDisc != 0 && p.myDisc != ss.remoteDisc
+	prevDisc := ss.remoteDisc
 	ss.remoteDisc = p.myDisc
 	ss.remoteState = p.state
 	ss.remoteMinRx = time.Duration(p.requiredMinRx) * time.Microsecond
@@ -564,7 +580,11 @@ func (ss *bfdSession) receive(p *bfdPacket) bool {
 			ss.setState(BFDInit, false, "")
 		case BFDUp:
 			ss.diag = bfdDiagNeighborDown
-			ss.setState(BFDDown, true, "BFD down: the router signalled its BFD session down")
+			if restarted {
+				ss.setState(BFDDown, false, fmt.Sprintf("the router restarted its BFD session (discriminator %d, was %d): not a path failure", p.myDisc, prevDisc))
+				break
+			}
+			ss.setState(BFDDown, true, fmt.Sprintf("BFD down: the router signalled its BFD session down (diagnostic %s)", bfdDiagName(p.diag)))
 		}
 	case bfdWireInit:
 		if st == BFDDown || st == BFDInit {

@@ -43,7 +43,8 @@ func TestBFDPacketRejects(t *testing.T) {
 
 // TestBFDSessionStates drives one session's receive rules (RFC 5880
 // 6.8.6) without sockets: Down -> Init -> Up on the three-way handshake,
-// a remote Down is a failure, a remote AdminDown is not, and the detection
+// a remote Down is a failure, a remote AdminDown is not, nor is the Down
+// of a session the router restarted (a new discriminator), and the detection
 // time follows the negotiated intervals.
 func TestBFDSessionStates(t *testing.T) {
 	var changes []bfdChange
@@ -77,6 +78,22 @@ func TestBFDSessionStates(t *testing.T) {
 	rx(bfdWireDown, 300*time.Millisecond)
 	if c := changes[len(changes)-1]; ss.current() != BFDDown || !c.failure || c.reason == "" {
 		t.Errorf("remote Down from Up: %v, %+v; want a failure with a reason", ss.current(), c)
+	}
+	// The router restarts its end (a new discriminator, Your
+	// Discriminator zero): its Down starts a new session, the path did not
+	// fail, and the BGP session must not be reset for it.
+	rx(bfdWireDown, 300*time.Millisecond)
+	rx(bfdWireUp, 300*time.Millisecond)
+	if ss.current() != BFDUp {
+		t.Fatalf("back up: %v", ss.current())
+	}
+	ss.receive(&bfdPacket{state: bfdWireDown, detectMult: 3, myDisc: 78, desiredMinTx: 1000000, requiredMinRx: 300000})
+	if c := changes[len(changes)-1]; ss.current() != BFDDown || c.failure {
+		t.Errorf("Down from the router's restarted session: %v, %+v; want Down, not a failure", ss.current(), c)
+	}
+	ss.receive(&bfdPacket{state: bfdWireDown, detectMult: 3, myDisc: 78, desiredMinTx: 1000000, requiredMinRx: 300000})
+	if ss.current() != BFDInit {
+		t.Errorf("the restarted session's next Down: %v, want Init", ss.current())
 	}
 	ss.multihop = false
 	if ss.ttlOK(254) || !ss.ttlOK(255) {

@@ -400,13 +400,18 @@ func (s *Speaker) onBFD(c bfdChange) {
 	}
 	// A router whose BGP session Herald is closing (a changed peer) takes
 	// its BFD session down too; the cause Herald recorded stays.
+	// Only an established session is reset: GoBGP queues the Cease of a
+	// reset that finds no established session and sends it the moment
+	// the next session comes up, which would close that one for a BFD
+	// failure it never saw.
 	s.sessMu.Lock()
 	_, pending := s.causes[c.peer]
-	if !pending {
+	established := s.sessions[c.peer] == StateEstablished
+	if !pending && established {
 		s.causes[c.peer] = c.reason
 	}
 	s.sessMu.Unlock()
-	if pending {
+	if pending || !established {
 		return
 	}
 	err := s.srv.ResetPeer(context.Background(), &api.ResetPeerRequest{Address: c.peer.String(), Communication: "BFD down"})

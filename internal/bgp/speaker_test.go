@@ -699,3 +699,25 @@ func TestResetReconnectsQuickly(t *testing.T) {
 	})
 	t.Logf("session back %v after the reset", time.Since(start).Round(time.Millisecond))
 }
+
+// TestBFDFailureBeforeEstablished: a BFD failure while the BGP session is
+// not established resets nothing. GoBGP keeps the Cease of a reset that
+// finds no established session and sends it the moment the next session
+// comes up, which closed the new session of a restarted speaker for a BFD
+// failure that was over (the real-nodes rolling upgrade lost its route so).
+func TestBFDFailureBeforeEstablished(t *testing.T) {
+	r := newRouter(t, "127.0.0.2", ebgpASN)
+	s := newSpeaker(t, speakerASN)
+	if err := s.SetPeers(ctx, []Peer{r.peerFor("ebgp", 0)}); err != nil {
+		t.Fatalf("SetPeers: %v", err)
+	}
+	// The router does not know the speaker yet: the session cannot come up.
+	time.Sleep(500 * time.Millisecond)
+	s.onBFD(bfdChange{peer: r.addr, old: BFDUp, new: BFDDown, failure: true, reason: "BFD detection time expired"})
+	r.neighbor(speakerIP, speakerASN)
+	eventually(t, 15*time.Second, "session established", func() bool { return r.established(speakerIP) })
+	time.Sleep(2 * time.Second)
+	if n := r.ups(); n != 1 || !r.established(speakerIP) {
+		t.Errorf("the session came up %d times and is established: %v; want once, and still up", n, r.established(speakerIP))
+	}
+}
