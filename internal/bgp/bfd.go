@@ -502,6 +502,7 @@ func (ss *bfdSession) run() {
 	defer func() { _ = ss.conn.Close() }()
 	tx := time.NewTimer(0)
 	defer tx.Stop()
+	nextTx := time.Now()
 	detect := time.NewTimer(time.Hour)
 	detect.Stop()
 	defer detect.Stop()
@@ -516,7 +517,9 @@ func (ss *bfdSession) run() {
 			if !ss.cfg.PassiveMode || ss.heard {
 				ss.send(false)
 			}
-			tx.Reset(jitter(ss.txInterval()))
+			d := jitter(ss.txInterval())
+			tx.Reset(d)
+			nextTx = time.Now().Add(d)
 		case <-detect.C:
 			if st := ss.current(); st == BFDUp || st == BFDInit {
 				ss.diag = bfdDiagDetectExpired
@@ -533,6 +536,17 @@ func (ss *bfdSession) run() {
 				detect.Reset(ss.detectTime())
 			} else {
 				detect.Stop()
+			}
+			// A shorter interval takes effect now, not after the packet
+			// already scheduled at the longer one: a router that asks for
+			// faster packets as its session comes up (FRR polls from 1 s
+			// down to its configured interval) expects the next within
+			// its new detection time, and a 1 s wait let FRR's detection
+			// time (3 x 300 ms) expire right after the session came up.
+			if iv := ss.txInterval(); time.Until(nextTx) > iv {
+				d := jitter(iv)
+				tx.Reset(d)
+				nextTx = time.Now().Add(d)
 			}
 		}
 	}
@@ -555,10 +569,12 @@ func (ss *bfdSession) ttlOK(ttl int) bool {
 func (ss *bfdSession) receive(p *bfdPacket) bool {
 	ss.heard = true
 	ss.lastReceived = time.Now()
-	// A router that restarts its end of the session (FRR's bfdd does when
-	// bgpd reinstalls the session as the BGP session comes up) talks with
-	// another discriminator: its Down is the start of a new session, not
-	// a path that failed.
+	// A router that restarts its end of the session (its BFD daemon
+	// restarted, or the session was reconfigured) while packets keep
+	// flowing talks with another discriminator: its Down is the start of
+	// a new session, not a path that failed. (A path that fails is
+	// silence: the detection time expires first and forgets the
+	// discriminator.)
 	restarted := ss.remoteDisc != 0 && p.myDisc != ss.remoteDisc
 	prevDisc := ss.remoteDisc
 	ss.remoteDisc = p.myDisc

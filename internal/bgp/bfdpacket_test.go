@@ -1,6 +1,9 @@
 package bgp
 
 import (
+	"log/slog"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -102,5 +105,62 @@ func TestBFDSessionStates(t *testing.T) {
 	ss.multihop, ss.cfg.MinimumTTL = true, 250
 	if ss.ttlOK(249) || !ss.ttlOK(250) {
 		t.Error("multihop must accept TTL >= minimumTtl only")
+	}
+}
+
+// TestBFDFasterIntervalTakesEffectNow: when the router lowers its required
+// receive interval (FRR polls from its slow 1 s to its configured interval
+// as its session comes up), the next packet goes out within the new
+// interval, not at the slow one already scheduled: FRR's detection time
+// (3 x 300 ms) otherwise expired right after the session came up.
+func TestBFDFasterIntervalTakesEffectNow(t *testing.T) {
+	router, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.Close()
+	conn, err := net.DialUDP("udp4", nil, router.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newBFDServer(slog.New(slog.DiscardHandler), func(bfdChange) {})
+	ss := &bfdSession{srv: srv, peer: netip.MustParseAddr("127.0.0.1"), myDisc: 5, state: BFDDown,
+		cfg: BFD{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond},
+		rx:  make(chan bfdRx, 8), stop: make(chan chan struct{}), conn: conn}
+	srv.wg.Add(1)
+	go ss.run()
+	defer ss.halt()
+	next := func() (*bfdPacket, time.Time) {
+		t.Helper()
+		buf := make([]byte, 128)
+		_ = router.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, err := router.Read(buf)
+		if err != nil {
+			t.Fatalf("no BFD packet: %v", err)
+		}
+		p, err := parseBFD(buf[:n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, time.Now()
+	}
+	// The router, Down, asks for one packet a second.
+	slow := uint32(time.Second / time.Microsecond)
+	ss.rx <- bfdRx{p: &bfdPacket{state: bfdWireDown, detectMult: 3, myDisc: 77, desiredMinTx: slow, requiredMinRx: slow}, ttl: -1}
+	next() // the packet scheduled before the router spoke
+	_, at := next()
+	// Right after a packet at the slow rate, the router comes up and asks
+	// for 100 ms.
+	fast := uint32(100 * time.Millisecond / time.Microsecond)
+	ss.rx <- bfdRx{p: &bfdPacket{state: bfdWireUp, poll: true, detectMult: 3, myDisc: 77, yourDis: 5, desiredMinTx: fast, requiredMinRx: fast}, ttl: -1}
+	for {
+		p, got := next()
+		if p.final {
+			continue // the answer to the poll
+		}
+		if gap := got.Sub(at); gap > 500*time.Millisecond {
+			t.Errorf("next packet %v after the last one: the router asked for 100 ms, the session kept its 1 s schedule", gap.Round(time.Millisecond))
+		}
+		break
 	}
 }
