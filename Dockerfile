@@ -20,14 +20,15 @@ COPY api/ api/
 COPY internal/ internal/
 COPY controller/ controller/
 COPY speaker/ speaker/
-# Static binaries, stamped like `make build`.
+# Static binaries, stamped and tagged like `make build` (grpcnotrace: see
+# the Makefile's BUILD_TAGS).
 ENV CGO_ENABLED=0
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     set -eu; \
     ldflags="-s -w -X github.com/heraldlb/herald/internal/version.Version=${VERSION}"; \
-    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "$ldflags" -o /out/herald-controller ./controller; \
-    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "$ldflags" -o /out/herald-speaker ./speaker
+    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -tags grpcnotrace -ldflags "$ldflags" -o /out/herald-controller ./controller; \
+    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -tags grpcnotrace -ldflags "$ldflags" -o /out/herald-speaker ./speaker
 
 # The speaker needs NET_RAW and NET_ADMIN, which Kubernetes grants to root
 # only: its image runs as root, and its DaemonSet sets runAsUser: 0 and drops

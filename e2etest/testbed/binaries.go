@@ -60,9 +60,15 @@ func FindRepoRoot(dir string) (string, error) {
 	}
 }
 
-// goBuild builds pkg from the module in dir into out.
-func goBuild(ctx context.Context, dir, out, pkg string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+// HeraldBuildTags are the build tags of Herald's binaries, as the
+// Makefile's BUILD_TAGS and the Dockerfile have them.
+const HeraldBuildTags = "grpcnotrace"
+
+// goBuild builds pkg from the module in dir into out, with extra go build
+// flags.
+func goBuild(ctx context.Context, dir, out, pkg string, flags ...string) error {
+	args := append([]string{"build", "-o", out}, flags...)
+	cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
 	cmd.Dir = dir
 	var buf bytes.Buffer
 	cmd.Stdout = &buf
@@ -83,7 +89,7 @@ func (b *Bed) HeraldBinary(ctx context.Context, name string) (string, error) {
 		return p, nil
 	}
 	out := filepath.Join(b.RunDir, "bin", name)
-	if err := goBuild(ctx, b.opts.RepoRoot, out, "./"+name); err != nil {
+	if err := goBuild(ctx, b.opts.RepoRoot, out, "./"+name, "-tags", HeraldBuildTags); err != nil {
 		return "", err
 	}
 	b.built[name] = out
