@@ -55,10 +55,12 @@ func BenchmarkSpeakerScale(b *testing.B) {
 		createBacklog(b, bed, "scale", 10, nil)
 		small := measureARP(b, bed, "scale", 10)
 		rssSmall := speakersRSS(speakers)
+		logMemSplit(b, speakers, "10 Services")
 		saveHeap(b, bed.Nodes[0].NS, pprofAddr, "speaker-heap-10.pb.gz")
 		createBacklog(b, bed, "scale", n, nil)
 		large := measureARP(b, bed, "scale", n)
 		rssLarge := speakersRSS(speakers)
+		logMemSplit(b, speakers, fmt.Sprintf("%d Services", n))
 		saveHeap(b, bed.Nodes[0].NS, pprofAddr, fmt.Sprintf("speaker-heap-%d.pb.gz", n))
 		b.ReportMetric(small.Seconds()*1e3, "arp-ms-10ips")
 		b.ReportMetric(large.Seconds()*1e3, fmt.Sprintf("arp-ms-%dips", n))
@@ -66,6 +68,14 @@ func BenchmarkSpeakerScale(b *testing.B) {
 		b.ReportMetric(float64(slices.Max(slices.Collect(maps.Values(rssLarge))))/1024, "speaker-rss-MiB")
 		b.Logf("ARP reply latency at the client: %v with 10 Services, %v with %d; speaker RSS %v KiB with 10, %v KiB with %d",
 			small, large, n, rssSmall, rssLarge, n)
+	}
+}
+
+// logMemSplit logs each speaker's RSS split: anonymous memory, and the
+// binary's pages.
+func logMemSplit(b *testing.B, speakers map[string]*testbed.Process, at string) {
+	for _, name := range slices.Sorted(maps.Keys(speakers)) {
+		b.Logf("%s, %s: %s", name, at, memSplit(speakers[name].PID))
 	}
 }
 

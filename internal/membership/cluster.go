@@ -161,6 +161,13 @@ func New(cfg Config) (*Cluster, error) {
 	mc.GossipToTheDeadTime = t.GossipToTheDeadTime
 	mc.PushPullInterval = t.PushPullInterval
 	mc.TCPTimeout = t.TCPTimeout
+	// No LZW: memberlist compresses every packet with a fresh
+	// compress/lzw Writer, a 64 KiB table allocated per probe and ack (and a
+	// 20 KiB Reader per packet received), which made LZW and the garbage
+	// collector most of a speaker's idle CPU, and saturated a 200-agent
+	// simulation. The packets are a few hundred bytes; a peer that still
+	// compresses is understood (memberlist decodes both).
+	mc.EnableCompression = false
 	mc.Events = (*eventDelegate)(c)
 	mc.Delegate = (*metaDelegate)(c)
 	mc.LogOutput = nil

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -253,4 +255,44 @@ func ExampleDefaultTimings() {
 	t := DefaultTimings()
 	fmt.Println(t.ProbeInterval, t.ProbeTimeout, t.SuspicionMult, t.GossipInterval)
 	// Output: 100ms 50ms 2 20ms
+}
+
+// TestPacketsAreNotCompressed checks that members do not run memberlist's
+// LZW compression: it allocates a fresh 64 KiB table for every packet sent
+// (and a 20 KiB reader for every packet received), even for the probes and
+// acks it then sends uncompressed because they did not shrink, and that
+// garbage made the collector most of an idle speaker's CPU. It counts the
+// bytes the process allocates per datagram while 3 members probe each other.
+func TestPacketsAreNotCompressed(t *testing.T) {
+	var sent atomic.Int64
+	sn := &simNet{onSend: func([]byte) { sent.Add(1) }}
+	var first string
+	for i := range 3 {
+		tr := sn.newTransport(fmt.Sprint("n", i))
+		c, err := New(Config{Name: fmt.Sprint("n", i), Secret: testSecret, Transport: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := watch(t, c)
+		if i == 0 {
+			first = tr.addr.String()
+			continue
+		}
+		if _, err := c.Join([]string{first}); err != nil {
+			t.Fatal(err)
+		}
+		w.waitFor(t, EventJoin, "n0", 5*time.Second)
+	}
+	time.Sleep(300 * time.Millisecond) // the joins' gossip
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	n0 := sent.Load()
+	time.Sleep(time.Second)
+	runtime.ReadMemStats(&after)
+	n := sent.Load() - n0
+	perPacket := int64(after.TotalAlloc-before.TotalAlloc) / max(1, n)
+	t.Logf("%d datagrams in 1 s, %d bytes allocated per datagram", n, perPacket)
+	if n < 20 || perPacket > 16<<10 {
+		t.Errorf("%d datagrams in 1 s, %d bytes allocated per datagram (LZW allocates 64 KiB)", n, perPacket)
+	}
 }

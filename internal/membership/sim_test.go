@@ -40,6 +40,7 @@ type simNet struct {
 	mu     sync.RWMutex
 	byAddr map[string]*simTransport
 	port   int
+	onSend func(b []byte) // if set, sees every datagram sent
 }
 
 func (n *simNet) newTransport(name string) *simTransport {
@@ -99,6 +100,9 @@ func (t *simTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 		return now, nil // lost on the wire
 	}
 	t.sent.Add(uint64(len(b)))
+	if t.net.onSend != nil {
+		t.net.onSend(b)
+	}
 	p := &memberlist.Packet{Buf: slices.Clone(b), From: net.UDPAddrFromAddrPort(t.addr), Timestamp: now}
 	select {
 	case dst.packets <- p:
@@ -272,7 +276,7 @@ func (a *simAgent) appliedAt(key string) (time.Time, bool) {
 // simResult holds one run's figures.
 type simResult struct {
 	n, keys                    int
-	form                       time.Duration
+	form, joinEvery            time.Duration
 	joinLat, deathLat          []time.Duration // per agent and event
 	joinAll, deathAll          []time.Duration // per event: the last agent
 	tableJoin, tableLeave      []time.Duration // observers: event to table applied
@@ -409,10 +413,10 @@ func report(b *testing.B, r simResult) {
 	b.ReportMetric(float64(sum(r.moved))/float64(max(1, len(r.moved))), "ips-moved")
 	b.ReportMetric(float64(sum(r.share))/float64(max(1, len(r.share))), "share")
 	b.ReportMetric(r.rssMiB, "rss-MiB")
-	b.Logf("N=%d, %d IPs: formed in %v; join p50 %v p99 %v all %v; death p50 %v p99 %v all %v (every death: %v); "+
+	b.Logf("N=%d, %d IPs: formed in %v (an agent joining every %v); join p50 %v p99 %v all %v; death p50 %v p99 %v all %v (every death: %v); "+
 		"tables: leave %v, join %v; steady: %.0f B/node/s, %.2f ms CPU/agent/s, suspicions of live members %d (declared dead %d); "+
 		"churn: suspicions of live members %d (declared dead %d); IPs moved %v, owned before %v; observers agree: %v; datagrams dropped %d; RSS %.0f MiB; load average %s on %d CPUs",
-		r.n, r.keys, r.form.Round(time.Millisecond), pct(r.joinLat, 0.5).Round(time.Millisecond), pct(r.joinLat, 0.99).Round(time.Millisecond),
+		r.n, r.keys, r.form.Round(time.Millisecond), r.joinEvery, pct(r.joinLat, 0.5).Round(time.Millisecond), pct(r.joinLat, 0.99).Round(time.Millisecond),
 		slices.Max(append(r.joinAll, 0)).Round(time.Millisecond), pct(r.deathLat, 0.5).Round(time.Millisecond), pct(r.deathLat, 0.99).Round(time.Millisecond),
 		slices.Max(append(r.deathAll, 0)).Round(time.Millisecond), roundAll(r.deathAll), pct(r.tableLeave, 0.5), pct(r.tableJoin, 0.5),
 		r.bytesPerNodeSec, r.cpuPerSec*1e3, r.steadySusp, r.steadyFailed, r.churnSusp, r.churnFailed, r.moved, r.share, r.agreed, r.dropped, r.rssMiB, r.load, runtime.NumCPU())
@@ -531,10 +535,24 @@ func runSim(b testing.TB, n, keys, events int, window time.Duration, timings Tim
 		}
 	}
 
-	// Form the cluster: each agent joins the first and a random earlier one.
+	// Form the cluster: each agent joins the first and a random earlier one,
+	// one every joinEvery (HERALD_SIM_JOIN_EVERY_MS; by default at once up to
+	// 100 agents, then 10 a second, as a DaemonSet rolls out on real
+	// machines: on 2 cores, 200 agents joining within a second saturate the
+	// process, acks miss their timeout and the false suspicions feed on
+	// themselves).
+	joinEvery := time.Duration(0)
+	if n > 100 {
+		joinEvery = 100 * time.Millisecond
+	}
+	if v, err := strconv.Atoi(os.Getenv("HERALD_SIM_JOIN_EVERY_MS")); err == nil && v >= 0 {
+		joinEvery = time.Duration(v) * time.Millisecond
+	}
+	r.joinEvery = joinEvery
 	start := time.Now()
 	seed := newAgent("node-0000")
 	for i := 1; i < n; i++ {
+		time.Sleep(joinEvery)
 		a := newAgent(fmt.Sprintf("node-%04d", i))
 		// As a speaker does, retry a join that timed out (a starved
 		// machine answers late).
