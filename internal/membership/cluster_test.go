@@ -254,7 +254,7 @@ func TestConfigErrors(t *testing.T) {
 func ExampleDefaultTimings() {
 	t := DefaultTimings()
 	fmt.Println(t.ProbeInterval, t.ProbeTimeout, t.SuspicionMult, t.GossipInterval)
-	// Output: 100ms 50ms 2 20ms
+	// Output: 80ms 50ms 2 20ms
 }
 
 // TestPacketsAreNotCompressed checks that members do not run memberlist's
