@@ -24,6 +24,17 @@ import (
 // kubectl apply and then written by Herald and the cluster's controllers:
 // last-applied annotations, managedFields, node images, many endpoints.
 
+// announcementJSON is a ServiceAnnouncement as the API server returns it
+// after a speaker's server-side apply: one managedFields entry.
+const announcementJSON = `{"apiVersion":"herald.io/v1beta1","kind":"ServiceAnnouncement","metadata":{
+"name":"web-frontend.l2","namespace":"shop","uid":"6f1c2a4e-9b7d-4c1e-8a2f-3d5e6f7a8b9c","resourceVersion":"1834567","generation":1,
+"creationTimestamp":"2026-12-03T09:00:00Z",
+"labels":{"herald.io/node":"worker-017","herald.io/protocol":"L2","herald.io/service":"web-frontend"},
+"managedFields":[{"manager":"herald-speaker","operation":"Apply","apiVersion":"herald.io/v1beta1","time":"2026-12-03T09:00:00Z","fieldsType":"FieldsV1",
+"fieldsV1":{"f:metadata":{"f:labels":{"f:herald.io/node":{},"f:herald.io/protocol":{},"f:herald.io/service":{}}},
+"f:status":{"f:interfaces":{},"f:ips":{},"f:node":{},"f:protocol":{},"f:service":{}}},"subresource":"status"}]},
+"status":{"service":"web-frontend","protocol":"L2","node":"worker-017","ips":["198.18.64.17","2001:db8:64::17"],"interfaces":["eth0"]}}`
+
 const serviceJSON = `{
  "metadata": {"name": "web", "namespace": "shop", "uid": "5b0c9a4e-1f0a-4b8e-9a43-2d8b4c9e7f10", "resourceVersion": "812344", "generation": 3,
   "creationTimestamp": "2026-11-30T10:00:00Z",
@@ -267,6 +278,7 @@ func BenchmarkCacheFootprint(b *testing.B) {
 		{"service", raw, func() any { return &corev1.Service{} }},
 		{"endpointslice-10", esRaw, func() any { return &discoveryv1.EndpointSlice{} }},
 		{"node", nodeRaw, func() any { return &corev1.Node{} }},
+		{"serviceannouncement", []byte(announcementJSON), func() any { return &v1beta1.ServiceAnnouncement{} }},
 	} {
 		for _, transform := range []bool{false, true} {
 			b.Run(fmt.Sprintf("%s/transform=%v", c.name, transform), func(b *testing.B) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heraldlb/herald/api/v1beta1"
 	"github.com/heraldlb/herald/internal/bgpwhy"
+	"github.com/heraldlb/herald/internal/k8s"
 )
 
 // ReasonNotAdvertised is the warning event on a Service whose IPs nodes
@@ -48,6 +49,7 @@ func (s *Speaker) setupBGPReporter() error {
 	c := s.cfg.Clients
 	lw := cache.NewListWatchFromClient(c.Herald, resourceSessionStates, s.cfg.Namespace, fields.Everything())
 	inf := cache.NewSharedIndexInformer(lw, &v1beta1.BGPSessionState{}, 0, cache.Indexers{})
+	_ = inf.SetTransform(k8s.Transform) // without managedFields; fails only once the informer runs
 	s.bgpRep = &bgpReporter{sessions: inf, tracker: bgpwhy.NewTracker(), svcs: map[string]bool{}, nodeFP: map[string]string{}}
 	node := func(obj any) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
