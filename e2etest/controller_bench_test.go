@@ -61,6 +61,7 @@ func BenchmarkControllerBacklog(b *testing.B) {
 		})
 		time.Sleep(2 * time.Second) // past the pool-status write delay
 		rssFew := rssKiB(few.PID)
+		b.Logf("controller, 10 Services: %s", memSplit(few.PID))
 		saveHeap(b, testbed.NS{}, fewAddr, "controller-heap-10.pb.gz")
 		_ = few.Stop(3 * time.Second)
 		b.ReportMetric(float64(rssFew)/1024, "rss-MiB-10svc")
@@ -80,12 +81,16 @@ func BenchmarkControllerBacklog(b *testing.B) {
 		}
 		before := apiWrites(b, bed)
 		ctrlArgs, ctrlAddr := pprofArgs(b, true)
+		var cpuSaved <-chan struct{}
 		ctrl := timeToAll(b, bed, "ctrl", n, func() {
 			p = startController(b, bed, "controller", append([]string{"--log-level", "info"}, ctrlArgs...)...)
+			cpuSaved = saveCPU(b, ctrlAddr, fmt.Sprintf("controller-cpu-%d.pb.gz", n), 10*time.Second)
 		})
+		<-cpuSaved
 		after := apiWrites(b, bed)
 		b.Logf("API writes until the last IP: %d Service patches, %d event writes", after[0]-before[0], after[1]-before[1])
 		rss5k := rssKiB(p.PID)
+		b.Logf("controller, %d Services: %s", n, memSplit(p.PID))
 		saveHeap(b, testbed.NS{}, ctrlAddr, fmt.Sprintf("controller-heap-%d.pb.gz", n))
 		b.Logf("controller CPU time for the backlog: %v", cpuTime(p.PID))
 

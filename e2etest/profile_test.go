@@ -44,17 +44,45 @@ func pprofArgs(tb testing.TB, rootNS bool) (args []string, addr string) {
 // that in-use figures count live objects only.
 func saveHeap(tb testing.TB, ns testbed.NS, addr, name string) {
 	tb.Helper()
+	saveProfile(tb, ns, addr, "heap?gc=1", name)
+}
+
+// saveCPU saves a CPU profile of the next d of the process serving pprof at
+// addr in the root namespace, as soon as it listens (it may be starting).
+// It runs in the background; wait for the returned channel.
+func saveCPU(tb testing.TB, addr, name string, d time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	if profileDir() == "" || addr == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				_ = c.Close()
+				break
+			}
+		}
+		saveProfile(tb, testbed.NS{}, addr, fmt.Sprintf("profile?seconds=%d", int(d.Seconds())), name)
+	}()
+	return done
+}
+
+// saveProfile saves /debug/pprof/<path> from addr as name in profileDir.
+func saveProfile(tb testing.TB, ns testbed.NS, addr, path, name string) {
 	dir := profileDir()
 	if dir == "" || addr == "" {
 		return
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		tb.Fatal(err)
+		tb.Error(err)
+		return
 	}
 	file := filepath.Join(dir, name)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	argv := []string{"curl", "-sf", "-o", file, fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", addr)}
+	argv := []string{"curl", "-sf", "-o", file, fmt.Sprintf("http://%s/debug/pprof/%s", addr, path)}
 	var err error
 	if ns.Name == "" {
 		var out []byte
@@ -65,8 +93,8 @@ func saveHeap(tb testing.TB, ns testbed.NS, addr, name string) {
 		_, err = ns.Run(ctx, argv...)
 	}
 	if err != nil {
-		tb.Logf("heap profile %s: %v", name, err)
+		tb.Logf("profile %s: %v", name, err)
 		return
 	}
-	tb.Logf("heap profile: %s", file)
+	tb.Logf("profile: %s", file)
 }
