@@ -220,31 +220,13 @@ func (w *bgpWorker) apply(ctx context.Context, want *bgpWant) bool {
 		w.srv, w.routerID = srv, rid
 		w.onServer(srv)
 	}
+	// The advertisements before the peers: a new server (a restart) has
+	// its routes in the RIB before any session can come up, so the first
+	// UPDATEs and the End-of-RIB a router waits for after a graceful
+	// restart carry them; otherwise the router could flush its stale
+	// paths on an empty End-of-RIB and black-hole the prefixes until the
+	// next UPDATE.
 	ok := true
-	if !w.peersOK || !reflect.DeepEqual(w.peers, plan.Peers) {
-		w.peerCalls++
-		cctx, cancel := context.WithTimeout(ctx, w.callTimeout)
-		err := w.srv.SetPeers(cctx, plan.Peers)
-		cancel()
-		var pe bgp.PeerErrors
-		switch {
-		case err == nil:
-		case errors.As(err, &pe):
-			for name, e := range pe {
-				problems[name] = e.Error()
-			}
-			ok = false
-		default:
-			for _, p := range plan.Peers {
-				problems[p.Name] = "BGP peers: " + err.Error()
-			}
-			ok = false
-		}
-		if err != nil {
-			w.log.Error("BGP peers", slog.Any("error", err))
-		}
-		w.peers, w.peersOK = plan.Peers, ok
-	}
 	if w.adsGen != want.adsGen {
 		cctx, cancel := context.WithTimeout(ctx, w.callTimeout)
 		err := w.srv.SetAdvertisements(cctx, want.ads)
@@ -255,6 +237,27 @@ func (w *bgpWorker) apply(ctx context.Context, want *bgpWant) bool {
 		} else {
 			w.adsGen = want.adsGen
 		}
+	}
+	if !w.peersOK || !reflect.DeepEqual(w.peers, plan.Peers) {
+		w.peerCalls++
+		cctx, cancel := context.WithTimeout(ctx, w.callTimeout)
+		err := w.srv.SetPeers(cctx, plan.Peers)
+		cancel()
+		if err != nil {
+			var pe bgp.PeerErrors
+			if errors.As(err, &pe) {
+				for name, e := range pe {
+					problems[name] = e.Error()
+				}
+			} else {
+				for _, p := range plan.Peers {
+					problems[p.Name] = "BGP peers: " + err.Error()
+				}
+			}
+			w.log.Error("BGP peers", slog.Any("error", err))
+			ok = false
+		}
+		w.peers, w.peersOK = plan.Peers, err == nil
 	}
 	return ok
 }

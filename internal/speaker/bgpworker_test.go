@@ -24,6 +24,7 @@ type fakeBGP struct {
 	failPeers map[string]error
 	failAds   error
 	block     chan struct{} // when set, SetPeers waits on it
+	calls     []string      // "peers" and "ads", in the order they were applied
 }
 
 func (f *fakeBGP) SetPeers(ctx context.Context, peers []bgp.Peer) error {
@@ -40,6 +41,7 @@ func (f *fakeBGP) SetPeers(ctx context.Context, peers []bgp.Peer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.peerCalls++
+	f.calls = append(f.calls, "peers")
 	errs := bgp.PeerErrors{}
 	f.peers = nil
 	for _, p := range peers {
@@ -59,6 +61,7 @@ func (f *fakeBGP) SetAdvertisements(_ context.Context, ads []bgp.Advertisement) 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.adCalls++
+	f.calls = append(f.calls, "ads")
 	if f.failAds != nil {
 		return f.failAds
 	}
@@ -79,7 +82,7 @@ func (f *fakeBGP) Advertised() []netip.Prefix                       { return nil
 func (f *fakeBGP) get() fakeBGP {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return fakeBGP{routerID: f.routerID, peers: slices.Clone(f.peers), ads: f.ads, peerCalls: f.peerCalls, adCalls: f.adCalls, stopped: f.stopped}
+	return fakeBGP{routerID: f.routerID, peers: slices.Clone(f.peers), ads: f.ads, peerCalls: f.peerCalls, adCalls: f.adCalls, stopped: f.stopped, calls: slices.Clone(f.calls)}
 }
 
 // workerHarness runs a bgpWorker against fake servers.
@@ -163,6 +166,21 @@ var workerNode = BGPNode{Name: "n1", IPv4: netip.MustParseAddr("198.18.0.11")}
 
 func testPeer(name, addr string, myASN uint32) bgp.Peer {
 	return bgp.Peer{Name: name, MyASN: myASN, PeerASN: 64512, Address: netip.MustParseAddr(addr)}
+}
+
+// TestWorkerAdvertisesBeforePeering: a new server gets its routes before
+// its peers, so that no session of a restarted speaker can come up on an
+// empty RIB: the End-of-RIB a router waits for after a graceful restart
+// would otherwise make it flush the stale paths it kept, and black-hole
+// the prefixes until the next UPDATE.
+func TestWorkerAdvertisesBeforePeering(t *testing.T) {
+	h := newWorkerHarness(t)
+	ads := []bgp.Advertisement{{Prefix: netip.MustParsePrefix("203.0.113.1/32")}}
+	h.w.post(&bgpWant{plan: planOf(workerNode, testPeer("r1", "198.18.0.2", 64600)), ads: ads, adsGen: 1})
+	waitFor(t, "a server with its peer", func() bool { f := h.server(); return f != nil && len(f.get().peers) == 1 })
+	if got := h.server().get().calls; !slices.Equal(got, []string{"ads", "peers"}) {
+		t.Errorf("calls on the new server: %v, want [ads peers]", got)
+	}
 }
 
 // TestWorkerRetriesFailures: a peer that GoBGP refuses is reported under
