@@ -340,12 +340,18 @@ spec: {myASN: 64600, peerASN: %d, peerAddress: %s, holdTime: 9s, connectTime: 1s
 		// a stale path to a node that no longer announces. First the
 		// BIRD sessions come back from the prefix guard, which a change of
 		// the peer lifts.
+		// A path BIRD kept as stale from a session that is down would pass
+		// for one: the sessions must be up too, or the withdrawal has no
+		// session to travel on.
 		patchPeer(t, bed, "bird", `{"spec":{"connectTime":"2s"}}`)
-		eventually(t, 60*time.Second, "BIRD has the prefix from both nodes", func() (bool, string) {
+		eventually(t, 60*time.Second, "BIRD has the prefix from both nodes over established sessions", func() (bool, string) {
 			a, _ := bird.RoutesFrom(ctx, prefix, birdProto(n1))
 			b, _ := bird.RoutesFrom(ctx, prefix, birdProto(n2))
-			return a == 1 && b == 1, fmt.Sprint(a, b)
+			up1, st1 := birdUp(n1)
+			up2, st2 := birdUp(n2)
+			return a == 1 && b == 1 && up1 && up2, fmt.Sprint(a, " ", b, "; ", st1, "; ", st2)
 		})
+		rb.established(false, 30*time.Second, n1.IP.String(), n2.IP.String())
 		ri, err := bed.Resource(schema.GroupVersionKind{Group: "herald.io", Version: "v1beta1", Kind: "BGPPeer"}, "")
 		if err != nil {
 			t.Fatal(err)
