@@ -79,7 +79,7 @@ bench: ## Benchmarks of the decision packages, with their figures.
 .PHONY: bench-e2e
 bench-e2e: ## Benchmarks on the test bed (root): controller backlog vs the API ceiling; ARP latency and speaker RSS at 10,000 IPs; speaker work in a 500-Service burst.
 	$(MAKE) -C e2etest deps kube
-	cd e2etest && $(GO) test -count=1 -run '^$$' -bench 'BenchmarkControllerBacklog|BenchmarkSpeakerScale|BenchmarkSpeakerBurst' -benchtime 1x -timeout 60m .
+	cd e2etest && $(GO) test -count=1 -v -run '^$$' -bench 'BenchmarkControllerBacklog|BenchmarkSpeakerScale|BenchmarkSpeakerBurst' -benchtime 1x -timeout 60m .
 
 .PHONY: demo
 demo: ## Herald on this machine (root, no Docker): test bed, controller, 3 speakers, L2 + BGP Services; prints how to curl them. KUBELET=1: as pods on real kubelets, from make images and the manifest.

@@ -92,9 +92,9 @@ type Controller struct {
 
 	svcQueue workqueue.TypedRateLimitingInterface[string]
 	// annQueue holds Services whose herald.io/ip-allocated-from-pool
-	// annotation is stale. It is informational, so it waits until no
-	// Service waits for its address: a backlog costs one write per Service
-	// until the last one has its IP.
+	// annotation is stale while their status is not (a status write
+	// carries the annotation with it). It is informational, so it waits
+	// until no Service waits for its address.
 	annQueue    workqueue.TypedRateLimitingInterface[string]
 	configQueue workqueue.TypedRateLimitingInterface[string]
 	statusQueue workqueue.TypedRateLimitingInterface[objectRef]
@@ -465,16 +465,16 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		c.clearReported(key, ReasonAllocationFailed)
 	}
 
+	pool := poolAnnotation(alloc)
 	if !sameIngress(svc.Status.LoadBalancer.Ingress, alloc.IPs) {
-		if err := c.patchIngress(ctx, svc, alloc.IPs); err != nil {
+		if err := c.patchIngress(ctx, svc, alloc.IPs, pool); err != nil {
 			return err
 		}
 		if len(alloc.IPs) > 0 {
 			c.opts.Metrics.Allocated()
-			c.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonIPAllocated, "assigned %s from pool %s", joinAddrs(alloc.IPs), orNone(poolAnnotation(alloc)))
+			c.recorder.Eventf(svc, corev1.EventTypeNormal, ReasonIPAllocated, "assigned %s from pool %s", joinAddrs(alloc.IPs), orNone(pool))
 		}
-	}
-	if svc.Annotations[AnnotationAllocatedFromPool] != poolAnnotation(alloc) {
+	} else if svc.Annotations[AnnotationAllocatedFromPool] != pool {
 		c.annQueue.Add(key)
 	}
 	if alloc.OutOfPool() {
@@ -539,11 +539,10 @@ func (c *Controller) releaseUnmanaged(ctx context.Context, svc *corev1.Service, 
 		return nil
 	}
 	if slices.Equal(statusAddrs(svc), held.IPs) {
-		if err := c.patchIngress(ctx, svc, nil); err != nil {
+		if err := c.patchIngress(ctx, svc, nil, ""); err != nil {
 			return err
 		}
-	}
-	if _, ok := svc.Annotations[AnnotationAllocatedFromPool]; ok {
+	} else if _, ok := svc.Annotations[AnnotationAllocatedFromPool]; ok {
 		if err := c.patchPoolAnnotation(ctx, svc, ""); err != nil {
 			return err
 		}
@@ -557,10 +556,17 @@ func (c *Controller) releaseUnmanaged(ctx context.Context, svc *corev1.Service, 
 // patchIngress writes addrs to svc's status, on condition that the Service
 // is still at the resourceVersion the decision read: if anything changed
 // it since (a former leader's write, a user's edit), the API server refuses
-// with a conflict and the Service is decided again from fresh state.
-func (c *Controller) patchIngress(ctx context.Context, svc *corev1.Service, addrs []netip.Addr) error {
+// with a conflict and the Service is decided again from fresh state. The
+// same write sets the herald.io/ip-allocated-from-pool annotation to pool
+// when it shows something else.
+func (c *Controller) patchIngress(ctx context.Context, svc *corev1.Service, addrs []netip.Addr, pool string) error {
+	meta := map[string]any{"resourceVersion": svc.ResourceVersion}
+	if svc.Annotations[AnnotationAllocatedFromPool] != pool {
+		// In the same write: one write per decision, not two.
+		meta["annotations"] = poolAnnotationPatch(pool)
+	}
 	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"resourceVersion": svc.ResourceVersion},
+		"metadata": meta,
 		"status":   map[string]any{"loadBalancer": map[string]any{"ingress": ingressFor(addrs)}},
 	})
 	if err != nil {
@@ -570,13 +576,9 @@ func (c *Controller) patchIngress(ctx context.Context, svc *corev1.Service, addr
 }
 
 func (c *Controller) patchPoolAnnotation(ctx context.Context, svc *corev1.Service, pool string) error {
-	var value any = pool
-	if pool == "" {
-		value = nil // removes it
-	}
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": svc.ResourceVersion,
-		"annotations":     map[string]any{AnnotationAllocatedFromPool: value},
+		"annotations":     poolAnnotationPatch(pool),
 	}})
 	if err != nil {
 		return err
@@ -586,6 +588,16 @@ func (c *Controller) patchPoolAnnotation(ctx context.Context, svc *corev1.Servic
 	// Services themselves (a patch of a Service could set
 	// spec.externalIPs, CVE-2020-8554).
 	return c.patchService(ctx, svc, patch, "status")
+}
+
+// poolAnnotationPatch is the merge patch of metadata.annotations that sets
+// herald.io/ip-allocated-from-pool to pool, or removes it when pool is "".
+func poolAnnotationPatch(pool string) map[string]any {
+	var value any = pool
+	if pool == "" {
+		value = nil
+	}
+	return map[string]any{AnnotationAllocatedFromPool: value}
 }
 
 // patchService sends a conditional merge patch through the fence, and pins

@@ -106,6 +106,34 @@ func TestSyncServiceConditionalWrite(t *testing.T) {
 	}
 }
 
+// TestOneWritePerAllocation: a new Service's address and its pool
+// annotation go out in one write; the annotation queue is only for a
+// Service whose status is already right.
+func TestOneWritePerAllocation(t *testing.T) {
+	b := lbService("b", "8", "203.0.113.2")
+	vip := corev1.LoadBalancerIPModeVIP
+	b.Status.LoadBalancer.Ingress[0].IPMode = &vip
+	f := newFixture(t, fence.Open(), lbService("a", "7"), b)
+	for _, key := range []string{"ns/b", "ns/a"} {
+		if err := f.c.syncService(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := patches(f.kube)
+	if len(p) != 1 || p[0].GetName() != "a" {
+		t.Fatalf("patches = %v, want one, of a", p)
+	}
+	if body := string(p[0].GetPatch()); !strings.Contains(body, `"`+AnnotationAllocatedFromPool+`":"p"`) {
+		t.Fatalf("a's status patch %s does not set the pool annotation: a second write would", body)
+	}
+	if n := f.c.annQueue.Len(); n != 1 {
+		t.Fatalf("%d Services queued for their annotation, want 1 (b, whose status was already right)", n)
+	}
+	if key, _ := f.c.annQueue.Get(); key != "ns/b" {
+		t.Fatalf("queued %s for its annotation, want ns/b", key)
+	}
+}
+
 func TestSyncServiceConflictRetries(t *testing.T) {
 	f := newFixture(t, fence.Open(), lbService("a", "7"))
 	f.kube.PrependReactor("patch", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
